@@ -1,0 +1,1 @@
+"""Robots, cameras and teleop devices; robot configs shared by sim and real."""
