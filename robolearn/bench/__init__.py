@@ -1,0 +1,1 @@
+"""Benchmarks that write JSON: robolearn bench env|policy|learner|loop."""

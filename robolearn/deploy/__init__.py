@@ -1,0 +1,1 @@
+"""Controller loop core, safety filter, watchdog, ROS 2 transports."""

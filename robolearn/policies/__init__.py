@@ -1,0 +1,1 @@
+"""Networks and policies: encoders, U-Net, diffusion, consistency, Gaussian, residual heads."""

@@ -1,0 +1,1 @@
+"""RL algorithms as pure update functions: SAC/RLPD, residual, EXPO, ConRFT."""

@@ -1,0 +1,1 @@
+"""MuJoCo tasks built with dm_control.mjcf, scripted experts, randomization."""

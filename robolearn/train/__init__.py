@@ -1,0 +1,1 @@
+"""Training loops: collection, BC, online RL, actor/learner, evaluation, the demo job."""
