@@ -29,7 +29,13 @@ def _load_builtins() -> None:
         return
     _BUILTINS_LOADED = True
     for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            # Only a family module that does not exist (yet) is skipped; an import error
+            # inside an existing module still surfaces.
+            if exc.name != mod:
+                raise
 
 
 def _resolve(factory: str | Callable) -> Callable:
