@@ -1,0 +1,1 @@
+"""Consistency Policy: one-step (or few-step) action chunks from an EDM-parameterized consistency model."""
