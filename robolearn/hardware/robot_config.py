@@ -16,16 +16,17 @@ from robolearn.config_io import load_yaml
 class RobotConfig:
     name: str = "sim_arm"
     joint_names: tuple[str, ...] = tuple(f"joint{i}" for i in range(1, 8))
-    joint_lower: tuple[float, ...] = (-2.9, -1.76, -2.9, -3.07, -2.9, -0.0175, -2.9)
-    joint_upper: tuple[float, ...] = (2.9, 1.76, 2.9, -0.07, 2.9, 3.75, 2.9)
+    # Defaults describe robolearn's simulated arm (robolearn/sim/arm.py).
+    joint_lower: tuple[float, ...] = (-2.9, -1.8, -2.9, 0.0, -2.9, -0.5, -2.9)
+    joint_upper: tuple[float, ...] = (2.9, 1.8, 2.9, 2.9, 2.9, 3.0, 2.9)
     gripper_joint: str = "finger"
     control_hz: float = 20.0
     # One action unit (1.0) moves the end effector this far per env step.
     pos_scale: float = 0.02  # metres
     rot_scale: float = 0.1  # radians
     # The commanded end-effector target is clipped to this box (metres, robot base frame).
-    workspace_low: tuple[float, float, float] = (0.25, -0.3, 0.0)
-    workspace_high: tuple[float, float, float] = (0.75, 0.3, 0.45)
+    workspace_low: tuple[float, float, float] = (0.3, -0.3, 0.025)
+    workspace_high: tuple[float, float, float] = (0.7, 0.3, 0.4)
     # Out-of-range actions: clip (True) or raise (False). NaN and wrong shapes always raise.
     clip_actions: bool = True
     extra: dict = field(default_factory=dict)

@@ -30,7 +30,7 @@ TCP_OFFSET = 0.105  # hand origin -> fingertip centre, along the tool axis
 @dataclass(frozen=True)
 class SceneOptions:
     timestep: float = 0.002
-    weld_timeconst: float = 0.02
+    weld_timeconst: float = 0.01
     finger_kp: float = 300.0
     arm_kp: float = 400.0
     table_height: float = 0.0

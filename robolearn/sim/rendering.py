@@ -10,15 +10,7 @@ import os
 import mujoco
 import numpy as np
 
-_GL_PACKAGES = {
-    "egl": "libegl1 (and libgl1); e.g. `apt-get install libegl1 libgl1`",
-    "osmesa": "libosmesa6; e.g. `apt-get install libosmesa6`",
-    "glfw": "a display (X server) and libglfw3; offscreen use MUJOCO_GL=egl instead",
-}
-
-
-class RenderBackendError(RuntimeError):
-    pass
+from robolearn.sim import RenderBackendError, gl_hint
 
 
 class CameraRenderer:
@@ -27,7 +19,7 @@ class CameraRenderer:
         try:
             self._renderer = mujoco.Renderer(model, height=size, width=size)
         except Exception as exc:  # the GL layer raises several unrelated types
-            hint = _GL_PACKAGES.get(backend, "set MUJOCO_GL=egl (needs apt package libegl1) or osmesa (libosmesa6)")
+            hint = gl_hint(backend)
             raise RenderBackendError(
                 f"MuJoCo could not create an offscreen OpenGL context with MUJOCO_GL={backend}: {exc}. "
                 f"Install {hint}. Set MUJOCO_GL before importing mujoco (importing robolearn first does it)."
