@@ -106,6 +106,9 @@ def test_bad_arguments(tmp_path):
     collect("test/scripted", "random", 1, tmp_path / "y", **_quiet())
     with pytest.raises(ValueError, match="already holds episodes with env='test/scripted'"):
         collect(ENV, "random", 2, tmp_path / "y", **_quiet())
+    with pytest.raises(KeyError, match="unknown env 'dmc/nope-nope'|nope"):
+        collect("dmc/nope-nope", "random", 1, tmp_path / "w", **_quiet())
+    assert not (tmp_path / "w").exists()
     # CLI: one clear line, exit code 1.
     out = subprocess.run(
         [sys.executable, "-m", "robolearn.cli", "collect", "--env", ENV, "--source", "nope",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import time
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -176,6 +177,12 @@ def collect(
         cameras=cameras, image_size=image_size, max_steps=max_steps, checkpoint=checkpoint,
     )
     say = log or (lambda _msg: None)
+    overrides: dict[str, Any] = {}
+    if cfg.cameras:
+        overrides.update(cameras=list(cfg.cameras), image_size=cfg.image_size)
+    env = None
+    if not Path(cfg.out).exists():
+        env = robolearn.make(cfg.env, **overrides)  # a bad env name must not leave an empty --out behind
     store = EpisodeStore(cfg.out)
     _check_resume(store, cfg)
     start = len(store)
@@ -184,16 +191,14 @@ def collect(
     elif start:
         say(f"resuming: {cfg.out} already holds {start} episodes; collecting episodes {start}..{cfg.episodes - 1}")
 
-    overrides: dict[str, Any] = {}
-    if cfg.cameras:
-        overrides.update(cameras=list(cfg.cameras), image_size=cfg.image_size)
     results: list[tuple[int, bool]] = []  # (steps, success) per episode of this run
     t0 = time.perf_counter()
-    if start < cfg.episodes:
-        env = robolearn.make(cfg.env, **overrides)
-        try:
+    try:
+        if start < cfg.episodes:
+            env = env or robolearn.make(cfg.env, **overrides)
             results = _run_episodes(env, store, cfg, start, progress)
-        finally:
+    finally:
+        if env is not None:
             env.close()
     wall = time.perf_counter() - t0
     steps = [n for n, _ in results]
