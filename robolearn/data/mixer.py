@@ -1,0 +1,34 @@
+"""Mixer: every batch draws a fixed fraction from the demo buffer and the rest online (RLPD's 50/50)."""
+from __future__ import annotations
+
+import torch
+
+from robolearn.data.replay import ReplayBuffer
+
+
+def _cat(a, b):
+    if isinstance(a, dict):
+        return {k: _cat(a[k], b[k]) for k in a}
+    return torch.cat([a, b], dim=0)
+
+
+def split_counts(batch_size: int, demo_fraction: float) -> tuple[int, int]:
+    """(from demos, from online); the demo count is round(batch * fraction), fixed for every batch."""
+    n_demo = int(round(batch_size * demo_fraction))
+    return n_demo, batch_size - n_demo
+
+
+class Mixer:
+    def __init__(self, online: ReplayBuffer, demos: ReplayBuffer | None = None, demo_fraction: float = 0.5):
+        if not 0.0 <= demo_fraction <= 1.0:
+            raise ValueError(f"demo_fraction must be in [0, 1], got {demo_fraction}")
+        self.online, self.demos = online, demos
+        self.demo_fraction = demo_fraction if demos is not None else 0.0
+
+    def sample(self, batch_size: int, discount: float, n_step: int = 1) -> dict:
+        n_demo, n_online = split_counts(batch_size, self.demo_fraction)
+        if n_demo == 0:
+            return self.online.sample(n_online, discount, n_step)
+        if n_online == 0 or len(self.online) == 0:
+            return self.demos.sample(batch_size, discount, n_step)
+        return _cat(self.demos.sample(n_demo, discount, n_step), self.online.sample(n_online, discount, n_step))

@@ -1,0 +1,240 @@
+"""Preallocated circular replay buffer with n-step returns; each observation (and frame) stored once.
+
+Layout: one slot per *observation*. An episode o_0, a_0, r_0, o_1, ..., o_T fills T+1 consecutive
+slots; slot i holds o_i and, when a transition leaves it, a_i, r_i, terminated_i and ``has_next``.
+The next observation of slot i is simply slot i+1 (same episode id), so images are never duplicated.
+Overwriting (wrap-around) changes a slot's episode id, which invalidates every chain that would cross
+it: a sample never mixes two episodes or old and new data.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class ObsSpec:
+    state_dim: int
+    images: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_space(cls, space) -> "ObsSpec":
+        """From a RobotEnv observation space (gymnasium Dict with "state" and optional "images")."""
+        try:
+            state_dim = int(space["state"].shape[0])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"observation space has no 'state' entry: {space}") from exc
+        images = {}
+        if "images" in getattr(space, "spaces", {}):
+            images = {cam: tuple(int(s) for s in sp.shape) for cam, sp in space["images"].spaces.items()}
+        return cls(state_dim, images)
+
+    @classmethod
+    def from_obs(cls, obs: dict) -> "ObsSpec":
+        images = {cam: tuple(np.asarray(v).shape) for cam, v in obs.get("images", {}).items()}
+        return cls(int(np.asarray(obs["state"]).shape[0]), images)
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, spec: ObsSpec, action_dim: int, seed: int = 0):
+        if capacity < 2:
+            raise ValueError(f"replay capacity must be >= 2, got {capacity}")
+        self.capacity, self.spec, self.action_dim = int(capacity), spec, int(action_dim)
+        self.state = np.zeros((capacity, spec.state_dim), np.float32)
+        self.images = {cam: np.zeros((capacity, *shape), np.uint8) for cam, shape in spec.images.items()}
+        self.action = np.zeros((capacity, action_dim), np.float32)
+        self.reward = np.zeros(capacity, np.float32)
+        self.terminated = np.zeros(capacity, bool)
+        self.has_next = np.zeros(capacity, bool)
+        self.episode = np.full(capacity, -1, np.int64)
+        self.ptr = 0            # next slot to write
+        self.size = 0           # filled slots
+        self.num_episodes = 0
+        self.num_transitions = 0  # transitions currently stored
+        self._cur = -1          # slot of the current episode's latest observation (-1: no episode open)
+        self.rng = np.random.default_rng(seed)
+
+    # Writing ------------------------------------------------------------------------------------
+    def _check_obs(self, obs: dict) -> None:
+        state = np.asarray(obs["state"])
+        if state.shape != (self.spec.state_dim,):
+            raise ValueError(f"obs['state'] has shape {state.shape}, buffer expects ({self.spec.state_dim},)")
+        if not np.all(np.isfinite(state)):
+            raise ValueError("obs['state'] has non-finite values")
+        for cam, shape in self.spec.images.items():
+            img = obs.get("images", {}).get(cam)
+            if img is None:
+                raise ValueError(f"obs['images'] is missing camera {cam!r}")
+            if np.asarray(img).shape != shape:
+                raise ValueError(f"obs['images'][{cam!r}] has shape {np.asarray(img).shape}, expected {shape}")
+
+    def _write_obs(self, obs: dict) -> int:
+        self._check_obs(obs)
+        i = self.ptr
+        if self.episode[i] >= 0 and self.has_next[i]:
+            self.num_transitions -= 1
+        self.state[i] = obs["state"]
+        for cam in self.images:
+            self.images[cam][i] = obs["images"][cam]
+        self.has_next[i] = False
+        self.terminated[i] = False
+        self.reward[i] = 0.0
+        self.episode[i] = self.num_episodes
+        # The slot before an overwritten one may still claim it as its next obs; the episode id check
+        # in sampling rejects that, so nothing more to do here.
+        self.ptr = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+        return i
+
+    def start_episode(self, obs: dict) -> None:
+        if self._cur >= 0:
+            self.num_episodes += 1  # previous episode was left open (e.g. discarded): close it
+        self._cur = self._write_obs(obs)
+
+    def add(self, action, reward: float, next_obs: dict, terminated: bool, truncated: bool) -> None:
+        """Record the transition from the current observation; ends the episode when done."""
+        if self._cur < 0:
+            raise RuntimeError("add() before start_episode(obs)")
+        action = np.asarray(action, np.float32)
+        if action.shape != (self.action_dim,):
+            raise ValueError(f"action has shape {action.shape}, buffer expects ({self.action_dim},)")
+        if not np.all(np.isfinite(action)) or not np.isfinite(reward):
+            raise ValueError("non-finite action or reward")
+        i = self._cur
+        self.action[i] = action
+        self.reward[i] = reward
+        self.terminated[i] = bool(terminated)
+        nxt = self._write_obs(next_obs)
+        self.has_next[i] = True
+        self.num_transitions += 1
+        self._cur = nxt
+        if terminated or truncated:
+            self.num_episodes += 1
+            self._cur = -1
+
+    def add_episode(self, ep) -> None:
+        """Append a whole recorded ``Episode`` (from the episode store)."""
+        t = ep.length
+        if t == 0:
+            return
+        def obs_at(k):
+            o = {"state": ep.state[k]}
+            if self.spec.images:
+                o["images"] = {cam: ep.images[cam][k] for cam in self.spec.images}
+            return o
+        self.start_episode(obs_at(0))
+        for k in range(t):
+            last = k == t - 1
+            self.add(ep.action[k], float(ep.reward[k]), obs_at(k + 1), bool(ep.terminated[k]),
+                     bool(ep.truncated[k]) or (last and not bool(ep.terminated[k])))
+
+    def __len__(self) -> int:
+        return self.num_transitions
+
+    # Sampling -----------------------------------------------------------------------------------
+    def _valid(self, idx: np.ndarray) -> np.ndarray:
+        nxt = (idx + 1) % self.capacity
+        return self.has_next[idx] & (self.episode[nxt] == self.episode[idx]) & (self.episode[idx] >= 0)
+
+    def sample_indices(self, n: int) -> np.ndarray:
+        if self.num_transitions == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        idx = self.rng.integers(0, self.size, n)
+        bad = ~self._valid(idx)
+        tries = 0
+        while bad.any():
+            idx[bad] = self.rng.integers(0, self.size, int(bad.sum()))
+            bad = ~self._valid(idx)
+            tries += 1
+            if tries > 1000:
+                raise RuntimeError("could not draw valid transitions (buffer nearly empty?)")
+        return idx
+
+    def gather(self, idx: np.ndarray, discount: float, n_step: int = 1) -> dict:
+        """n-step transitions starting at slots ``idx``: reward = sum gamma^k r, discount = gamma^m (1 - done)."""
+        cap = self.capacity
+        idx = np.asarray(idx)
+        ep0 = self.episode[idx]
+        boot = (idx + 1) % cap                      # slot of the bootstrap observation
+        ret = self.reward[idx].astype(np.float32)
+        disc = np.full(len(idx), discount, np.float32)  # gamma^m after m transitions
+        term = self.terminated[idx].copy()
+        alive = ~term
+        for _ in range(1, n_step):
+            s = boot
+            ok = alive & self.has_next[s] & (self.episode[s] == ep0) & (self.episode[(s + 1) % cap] == ep0)
+            ret = np.where(ok, ret + disc * self.reward[s], ret).astype(np.float32)
+            disc = np.where(ok, disc * discount, disc).astype(np.float32)
+            term |= ok & self.terminated[s]
+            boot = np.where(ok, (s + 1) % cap, boot)
+            alive = ok & ~self.terminated[s]
+        disc = np.where(term, 0.0, disc).astype(np.float32)
+        return {
+            "obs": self._obs(idx),
+            "action": torch.from_numpy(self.action[idx]),
+            "reward": torch.from_numpy(ret),
+            "discount": torch.from_numpy(disc),
+            "next_obs": self._obs(boot),
+        }
+
+    def _obs(self, idx: np.ndarray) -> dict:
+        out = {"state": torch.from_numpy(self.state[idx])}
+        if self.images:
+            out["images"] = {cam: torch.from_numpy(arr[idx]) for cam, arr in self.images.items()}
+        return out
+
+    def sample(self, batch_size: int, discount: float, n_step: int = 1) -> dict:
+        return self.gather(self.sample_indices(batch_size), discount, n_step)
+
+    # Checkpointing ------------------------------------------------------------------------------
+    _ARRAYS = ("state", "action", "reward", "terminated", "has_next", "episode")
+
+    def save(self, path: str | Path) -> None:
+        """Atomic .npz (no pickle): arrays, counters and the sampling RNG state."""
+        path = Path(path)
+        meta = {"capacity": self.capacity, "ptr": self.ptr, "size": self.size, "num_episodes": self.num_episodes,
+                "num_transitions": self.num_transitions, "cur": self._cur, "action_dim": self.action_dim,
+                "state_dim": self.spec.state_dim, "images": {k: list(v) for k, v in self.spec.images.items()},
+                "rng": self.rng.bit_generator.state}
+        arrays = {k: getattr(self, k) for k in self._ARRAYS}
+        arrays.update({f"images.{cam}": arr for cam, arr in self.images.items()})
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def load(self, path: str | Path) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"replay buffer file not found: {path}")
+        try:
+            data = np.load(path, allow_pickle=False)
+            meta = json.loads(bytes(data["meta"]).decode())
+        except (ValueError, OSError, KeyError) as exc:
+            raise ValueError(f"corrupt replay buffer file {path}: {exc}") from exc
+        if (meta["capacity"], meta["state_dim"], meta["action_dim"]) != (
+                self.capacity, self.spec.state_dim, self.action_dim):
+            raise ValueError(f"replay buffer {path} has capacity/state/action "
+                             f"{meta['capacity'], meta['state_dim'], meta['action_dim']}, expected "
+                             f"{self.capacity, self.spec.state_dim, self.action_dim}")
+        for k in self._ARRAYS:
+            getattr(self, k)[...] = data[k]
+        for cam in self.images:
+            self.images[cam][...] = data[f"images.{cam}"]
+        self.ptr, self.size, self.num_episodes = meta["ptr"], meta["size"], meta["num_episodes"]
+        self.num_transitions, self._cur = meta["num_transitions"], meta["cur"]
+        self.rng.bit_generator.state = meta["rng"]

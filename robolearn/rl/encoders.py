@@ -1,0 +1,88 @@
+"""Observation encoder shared by actor and critic, and DrQ random-shift augmentation.
+
+State and image observations take the same path: ``ObsEncoder(obs) -> features`` concatenates the
+state vector with one small conv embedding per camera (none when there are no cameras).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class EncoderConfig:
+    channels: int = 32
+    conv_layers: int = 4
+    feature_dim: int = 50
+    shift_pad: int = 4  # DrQ random shift in pixels; 0 disables augmentation
+
+    def __post_init__(self) -> None:
+        if self.channels < 1 or self.conv_layers < 1 or self.feature_dim < 1:
+            raise ValueError("encoder channels, conv_layers and feature_dim must be >= 1")
+        if self.shift_pad < 0:
+            raise ValueError(f"encoder shift_pad must be >= 0, got {self.shift_pad}")
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ augmentation on (B, H, W, C) frames: pad by replication and crop back at a random offset.
+
+    Replicate-padding then cropping equals indexing with clamped coordinates, so no padded copy is
+    made and uint8 frames stay uint8. Each sample gets its own integer shift in [-pad, pad].
+    """
+    if pad == 0:
+        return images
+    if images.dim() != 4:
+        raise ValueError(f"random_shift expects (B, H, W, C) images, got shape {tuple(images.shape)}")
+    b, h, w, _ = images.shape
+    shift = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator) - pad
+    rows = (torch.arange(h).unsqueeze(0) + shift[:, :1]).clamp_(0, h - 1)
+    cols = (torch.arange(w).unsqueeze(0) + shift[:, 1:]).clamp_(0, w - 1)
+    batch = torch.arange(b)[:, None, None]
+    return images[batch, rows[:, :, None], cols[:, None, :]]
+
+
+def augment(obs: dict, pad: int, generator: torch.Generator | None) -> dict:
+    if pad == 0 or "images" not in obs:
+        return obs
+    return {**obs, "images": {cam: random_shift(img, pad, generator) for cam, img in obs["images"].items()}}
+
+
+class ConvEmbed(nn.Module):
+    """(B, H, W, 3) uint8 -> (B, feature_dim): conv stack trained from scratch, then Linear-LayerNorm-tanh."""
+
+    def __init__(self, image_shape: tuple[int, int, int], cfg: EncoderConfig) -> None:
+        super().__init__()
+        h, w, c = image_shape
+        layers: list[nn.Module] = [nn.Conv2d(c, cfg.channels, 3, stride=2), nn.ReLU()]
+        for _ in range(cfg.conv_layers - 1):
+            layers += [nn.Conv2d(cfg.channels, cfg.channels, 3, stride=1), nn.ReLU()]
+        self.conv = nn.Sequential(*layers, nn.Flatten())
+        with torch.no_grad():
+            n = self.conv(torch.zeros(1, c, h, w)).shape[1]
+        self.head = nn.Sequential(nn.Linear(n, cfg.feature_dim), nn.LayerNorm(cfg.feature_dim), nn.Tanh())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
+        return self.head(self.conv(x))
+
+
+class ObsEncoder(nn.Module):
+    def __init__(self, state_dim: int, image_shapes: dict[str, tuple[int, int, int]], cfg: EncoderConfig):
+        super().__init__()
+        self.state_dim = state_dim
+        self.cameras = sorted(image_shapes)
+        self.convs = nn.ModuleDict({cam: ConvEmbed(tuple(image_shapes[cam]), cfg) for cam in self.cameras})
+        self.out_dim = state_dim + cfg.feature_dim * len(self.cameras)
+
+    @property
+    def has_params(self) -> bool:
+        return len(self.cameras) > 0
+
+    def forward(self, obs: dict) -> torch.Tensor:
+        parts = [obs["state"]]
+        images = obs.get("images", {})
+        for cam in self.cameras:
+            parts.append(self.convs[cam](images[cam]))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)

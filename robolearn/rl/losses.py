@@ -1,0 +1,68 @@
+"""SAC / RLPD losses and targets as pure functions of tensors (unit-tested against hand-computed values).
+
+Shapes: ``q`` of an ensemble is (E, B); per-sample quantities are (B,). ``discount`` is the per-sample
+bootstrap factor gamma^n * (1 - terminated) that the replay buffer computes for n-step returns.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def subset_min(q: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """Min over the ensemble members ``members`` (RLPD/REDQ target): (E, B) -> (B,)."""
+    if q.dim() != 2:
+        raise ValueError(f"subset_min expects q of shape (E, B), got {tuple(q.shape)}")
+    return q.index_select(0, members).min(dim=0).values
+
+
+def td_target(
+    reward: torch.Tensor,
+    discount: torch.Tensor,
+    next_q: torch.Tensor,
+    next_log_prob: torch.Tensor | None = None,
+    alpha: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """y = r + discount * (Q'(s', a') - alpha * log pi(a'|s')); the entropy term only when both are given."""
+    value = next_q
+    if next_log_prob is not None and alpha is not None:
+        value = value - alpha * next_log_prob
+    return reward + discount * value
+
+
+def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared TD error over members and batch (the target carries no gradient)."""
+    return (q - target.detach().unsqueeze(0)).pow(2).mean()
+
+
+def actor_loss(q: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
+    """E[alpha * log pi(a|s) - mean_members Q(s, a)], as RLPD/SERL (mean over all members)."""
+    return (alpha * log_prob - q.mean(dim=0)).mean()
+
+
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """alpha * (entropy - target): raises alpha when the policy entropy falls below the target."""
+    entropy = -log_prob.detach().mean()
+    return log_alpha.exp() * (entropy - target_entropy)
+
+
+def tanh_gaussian_sample(
+    mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reparameterised tanh-squashed Gaussian sample and its log-probability (summed over action dims).
+
+    log|d tanh(u)/du| = 2 (log 2 - u - softplus(-2u)) is the numerically stable form.
+    """
+    std = log_std.exp()
+    u = mean + std * noise
+    log_prob_u = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    log_det = (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+    return torch.tanh(u), log_prob_u - log_det
+
+
+def polyak_(target: list[torch.Tensor], source: list[torch.Tensor], tau: float) -> None:
+    """target <- (1 - tau) * target + tau * source, in place."""
+    with torch.no_grad():
+        torch._foreach_lerp_(target, source, tau)
