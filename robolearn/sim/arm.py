@@ -63,7 +63,7 @@ def build_arm_scene(opts: SceneOptions = SceneOptions()) -> mjcf.RootElement:
     wb.add("geom", name="floor", type="plane", size=(2, 2, 0.1), pos=(0, 0, -0.75), rgba=(0.3, 0.3, 0.35, 1))
     wb.add("geom", name="table", type="box", size=(0.45, 0.5, 0.025), pos=(0.5, 0, opts.table_height - 0.025),
            material="table", friction=(1, 0.005, 0.0001))
-    wb.add("camera", name="front", pos=(1.25, 0.0, 0.55), xyaxes=(0, 1, 0, -0.55, 0, 0.83), fovy=50)
+    wb.add("camera", name="front", pos=(1.0, 0.0, 0.33), xyaxes=(0, 1, 0, -0.45, 0, 0.89), fovy=45)
 
     base = wb.add("body", name="base", pos=(0, 0, opts.table_height))
     base.add("geom", name="base_geom", type="cylinder", size=(0.07, 0.05), pos=(0, 0, 0.05), rgba=(0.2, 0.2, 0.22, 1))

@@ -5,12 +5,28 @@ multisampling (set in the scene) keeps a 128 px frame at a few ms on a CPU raste
 """
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 
 import mujoco
 import numpy as np
 
 from robolearn.sim import RenderBackendError, gl_hint
+
+
+_LIVE: "weakref.WeakSet[CameraRenderer]" = weakref.WeakSet()
+_EXIT_HOOKED = False
+
+
+def _close_all() -> None:
+    """Free GL contexts before interpreter teardown, when EGL can no longer be called cleanly.
+
+    Registered after MuJoCo's EGL module registers its own exit hook (on the first context), so
+    it runs before the display is terminated.
+    """
+    for renderer in list(_LIVE):
+        renderer.close()
 
 
 class CameraRenderer:
@@ -25,10 +41,17 @@ class CameraRenderer:
                 f"Install {hint}. Set MUJOCO_GL before importing mujoco (importing robolearn first does it)."
             ) from exc
         self.size = size
+        _LIVE.add(self)
+        global _EXIT_HOOKED
+        if not _EXIT_HOOKED:
+            atexit.register(_close_all)
+            _EXIT_HOOKED = True
 
     def render(self, data: mujoco.MjData, camera: str | int) -> np.ndarray:
         self._renderer.update_scene(data, camera=camera)
         return self._renderer.render()
 
     def close(self) -> None:
-        self._renderer.close()
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

@@ -1,0 +1,1 @@
+"""Episode store, replay/demo buffers, mixer, export."""
