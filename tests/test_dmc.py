@@ -61,10 +61,11 @@ def test_seeded_reset_reproducible_and_seeds_differ(cartpole):
 
 
 def test_rescale_function_hand_values():
-    low, high = np.array([-1.0, -0.8, 0.0, -1e10]), np.array([1.1, 0.8, 4.0, 1e10])
-    np.testing.assert_allclose(rescale_action([-1, -1, -1, -1], low, high), [-1.0, -0.8, 0.0, -1.0])
-    np.testing.assert_allclose(rescale_action([1, 1, 1, 1], low, high), [1.1, 0.8, 4.0, 1.0])
-    np.testing.assert_allclose(rescale_action([0, 0.5, 0, 0.25], low, high), [0.05, 0.4, 2.0, 0.25])
+    low, high = np.array([-1.0, -0.8, 0.0, -1e10, -np.inf]), np.array([1.1, 0.8, 4.0, 1e10, np.inf])
+    # Bounded dims map [-1, 1] onto [low, high]; unbounded ones (lqr's +-1e10, inf) pass through.
+    np.testing.assert_allclose(rescale_action([-1, -1, -1, -1, -1], low, high), [-1.0, -0.8, 0.0, -1.0, -1.0])
+    np.testing.assert_allclose(rescale_action([1, 1, 1, 1, 1], low, high), [1.1, 0.8, 4.0, 1.0, 1.0])
+    np.testing.assert_allclose(rescale_action([0, 0.5, 0, 0.25, 0.5], low, high), [0.05, 0.4, 2.0, 0.25, 0.5])
 
 
 def test_action_rescaled_to_non_unit_spec_of_quadruped():
@@ -141,6 +142,12 @@ def test_rendering_uint8_frames_per_camera():
     assert not np.array_equal(obs["images"]["front"], obs["images"]["1"])
     assert env.observation_space.contains(obs)
     assert env.unwrapped.physics.model.vis.quality.shadowsize == 0
+    # The cached cameras draw the current state: same pixels as a fresh physics.render().
+    physics = env.unwrapped.physics
+    for _ in range(20):
+        obs = env.step(np.ones(1, np.float32))[0]
+    np.testing.assert_array_equal(obs["images"]["1"], physics.render(48, 48, camera_id=1))
+    np.testing.assert_array_equal(obs["images"]["front"], physics.render(48, 48, camera_id=0))
     frame = env.render()
     assert frame.shape == (48, 48, 3) and frame.dtype == np.uint8
     env.close()

@@ -62,7 +62,7 @@ class ActionChunk(gym.Wrapper):
             total += float(reward)
             states.append(np.array(obs["state"], copy=True))
             for cam, frame in obs.get("images", {}).items():
-                images.setdefault(cam, []).append(frame)
+                images.setdefault(cam, []).append(np.array(frame, copy=True))  # renderers may reuse buffers
             rewards.append(reward)
             terms.append(terminated)
             truncs.append(truncated)
