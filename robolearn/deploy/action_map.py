@@ -1,4 +1,8 @@
-"""How a policy action becomes a joint target (registry: name -> mapper class).
+"""How a policy action chunk becomes joint targets (registry: name -> mapper class).
+
+Mapping runs in the inference worker, once per chunk, so the fixed-rate loop never pays for IK.
+A mapper turns a chunk (H, A) into command vectors (H, C): the n joint targets, then the gripper
+command when the robot has one.
 
 ``joint_position``: actions in [-1, 1] scaled onto the joint range (plus an optional gripper entry).
 ``ee_delta``: the sim tasks' 7-D end-effector deltas [dx, dy, dz, drx, dry, drz, gripper] scaled by
@@ -43,22 +47,40 @@ class JointPositionMapper:
         self.lower = np.asarray(lower, np.float64)
         self.upper = np.asarray(upper, np.float64)
         self.gripper = gripper
-        self.action_dim = self.lower.shape[0] + int(gripper)
+        self.n_joints = self.lower.shape[0]
+        self.action_dim = self.command_dim = self.n_joints + int(gripper)
 
-    def to_target(self, action, state, last):
-        a = check_vector(action, self.action_dim, "action")
-        n = self.lower.shape[0]
-        q = scale_to_range(a[:n], self.lower, self.upper)
-        return q, (float(np.clip(a[n], -1, 1)) if self.gripper else None)
+    def to_targets(self, chunk, state, last_command=None) -> np.ndarray:
+        chunk = np.asarray(chunk, np.float64)
+        n = self.n_joints
+        out = np.clip(chunk, -1.0, 1.0)
+        out[:, :n] = scale_to_range(chunk[:, :n], self.lower, self.upper)
+        return out
 
 
 class EEDeltaMapper:
+    """Chunk of end-effector deltas -> joint targets.
+
+    The first delta applies to the pose of the last command, kept within ``max_lead`` metres of the
+    measured pose (SERL-style: a position servo under load never reaches a target set from the measured
+    pose, so the command must be allowed to lead a little; the bound stops wind-up in contact). Later
+    deltas of the chunk chain from the previous target. Each target is clamped into the workspace and
+    solved with IK warm-started from the previous solution.
+    """
+
     action_dim = 7
 
-    def __init__(self, kinematics, pos_scale: float, rot_scale: float, workspace_low, workspace_high, **_):
+    def __init__(self, kinematics, pos_scale: float, rot_scale: float, workspace_low, workspace_high,
+                 lower=None, gripper: bool = True, ik_iters: int = 30, max_lead: float = 0.02, **_):
         if kinematics is None:
-            raise ValueError("ee_delta actions need the robot's kinematics (forward_kinematics / solve_ik)")
+            raise ValueError("ee_delta actions need the robot's kinematics (forward_kinematics / solve_ik): "
+                             "set `kinematics` in the robot config")
         self.kin = kinematics
+        self.n_joints = len(lower) if lower is not None else 7
+        self.gripper = gripper
+        self.command_dim = self.n_joints + int(gripper)
+        self.ik_iters = ik_iters
+        self.max_lead = float(max_lead)
         self.pos_scale, self.rot_scale = float(pos_scale), float(rot_scale)
         self.low, self.high = np.asarray(workspace_low, np.float64), np.asarray(workspace_high, np.float64)
 
@@ -69,11 +91,27 @@ class EEDeltaMapper:
         new_quat = quat_mul(axis_angle_quat(a[3:6] * self.rot_scale), np.asarray(quat, np.float64))
         return new_pos, new_quat / np.linalg.norm(new_quat)
 
-    def to_target(self, action, state, last):
-        pos, quat = self.kin.forward_kinematics(np.asarray(state.q, np.float64))
-        t_pos, t_quat = self.target_pose(action, pos, quat)
-        q = self.kin.solve_ik(np.asarray(state.q, np.float64), t_pos, t_quat)
-        return np.asarray(q, np.float64), float(np.clip(action[6], -1.0, 1.0))
+    def base_pose(self, meas_pos, meas_quat, cmd_pos=None, cmd_quat=None):
+        """Pure part: where the chunk's first delta starts (see the class docstring)."""
+        if cmd_pos is None:
+            return np.asarray(meas_pos, np.float64), np.asarray(meas_quat, np.float64)
+        lead = np.clip(np.asarray(cmd_pos) - meas_pos, -self.max_lead, self.max_lead)
+        return np.asarray(meas_pos, np.float64) + lead, np.asarray(cmd_quat, np.float64)
+
+    def to_targets(self, chunk, state, last_command=None) -> np.ndarray:
+        q = np.asarray(state.q, np.float64)
+        pos, quat = self.kin.forward_kinematics(q)
+        if last_command is not None:
+            q = np.asarray(last_command, np.float64)[: self.n_joints]
+            pos, quat = self.base_pose(pos, quat, *self.kin.forward_kinematics(q))
+        out = np.zeros((len(chunk), self.command_dim))
+        for i, action in enumerate(np.asarray(chunk, np.float64)):
+            pos, quat = self.target_pose(action, pos, quat)
+            q = np.asarray(self.kin.solve_ik(q, pos, quat, iters=self.ik_iters), np.float64)
+            out[i, : self.n_joints] = q
+            if self.gripper:
+                out[i, self.n_joints] = np.clip(action[6], -1.0, 1.0)
+        return out
 
 
 MAPPERS = {"joint_position": JointPositionMapper, "ee_delta": EEDeltaMapper}

@@ -89,7 +89,8 @@ class ControllerLoop:
         self.filter = SafetyFilter(SafetyLimits(
             lower=lower, upper=upper, max_step=self.cfg.max_joint_velocity * period,
             margin=self.cfg.joint_margin, max_gripper_step=self.cfg.max_gripper_rate * period))
-        self.queue = ActionQueue(mapper.action_dim, self.cfg.new_weight, self.cfg.freeze)
+        self.n_joints = len(lower)
+        self.queue = ActionQueue(mapper.command_dim, self.cfg.new_weight, self.cfg.freeze)
         self.stats = LoopStats(period)
         self._state: RobotState | None = None
         self._state_lock = threading.Lock()
@@ -174,14 +175,10 @@ class ControllerLoop:
             if action is None:
                 self._segment = None
             else:
-                try:
-                    q_target, grip = self.mapper.to_target(action, state, self.filter.last)
-                except Exception as exc:  # IK failure, bad action: hold instead
-                    self.last_error = f"action mapping failed: {exc!r}"
-                    self._segment = None
-                else:
-                    start = self.filter.last if self.filter.last is not None else np.asarray(state.q, np.float64)
-                    self._segment = (np.array(start, np.float64), np.asarray(q_target, np.float64), grip)
+                n = self.n_joints
+                grip = float(action[n]) if action.shape[0] > n else None
+                start = self.filter.last if self.filter.last is not None else np.asarray(state.q, np.float64)
+                self._segment = (np.array(start, np.float64), action[:n], grip)
         if self._segment is None:
             self.stats.dry += 1
             return self._hold(state)
@@ -230,6 +227,9 @@ class ControllerLoop:
                     raise ValueError(f"policy returned shape {chunk.shape}, expected (H, {self.mapper.action_dim})")
                 if not np.all(np.isfinite(chunk)):
                     raise ValueError("policy returned non-finite actions")
+                targets = np.asarray(self.mapper.to_targets(chunk, state, self.filter.last), np.float64)
+                if targets.shape != (chunk.shape[0], self.mapper.command_dim) or not np.all(np.isfinite(targets)):
+                    raise ValueError(f"action mapping gave {targets.shape} / non-finite joint targets")
             except Exception as exc:
                 self.stats.bad_chunks += 1
                 self.last_error = f"inference: {exc}"
@@ -237,7 +237,7 @@ class ControllerLoop:
             finally:
                 self.stats.add_inference(time.perf_counter() - t0)
             if generation == self._generation and self.filter.active:
-                self.queue.merge(chunk, start_step)
+                self.queue.merge(targets, start_step)
 
     def _loop(self) -> None:
         period, spin = self.cfg.period, self.cfg.spin_s

@@ -29,6 +29,25 @@ class RobotConfig:
     workspace_high: tuple[float, float, float] = (0.7, 0.3, 0.4)
     # Out-of-range actions: clip (True) or raise (False). NaN and wrong shapes always raise.
     clip_actions: bool = True
+    # --- deployment (robolearn serve / sim-robot): rates, topics, safety ---------------------------
+    command_hz: float = 100.0  # controller-loop rate; a whole multiple of control_hz (the policy rate)
+    action_mode: str = "ee_delta"  # how an action becomes joint targets: ee_delta | joint_position
+    kinematics: str = ""  # env whose MuJoCo model gives FK/IK and observations (e.g. sim/peg_insert)
+    command_interface: str = "trajectory"  # trajectory (JointTrajectoryController) | forward (ForwardCommandController)
+    command_gripper: bool = True  # append gripper_joint (command in [-1, 1]) to every command
+    gripper_state_joints: tuple[str, ...] = ()  # finger joints in /joint_states; opening = mean / gripper_max_position
+    gripper_max_position: float = 0.04
+    joint_states_topic: str = "/joint_states"
+    trajectory_topic: str = "/joint_trajectory_controller/joint_trajectory"
+    forward_topic: str = "/forward_position_controller/commands"
+    enable_topic: str = "/robolearn/enable"
+    estop_topic: str = "/robolearn/estop"
+    object_pose_topic: str = ""  # geometry_msgs/PoseStamped of the task object ("" = none)
+    cameras: tuple[str, ...] = ()
+    image_topic: str = "/camera/{camera}/image_raw"  # sensor_msgs/Image, {camera} is replaced
+    max_joint_velocity: float = 1.0  # rad/s: the per-tick rate limit is this / command_hz
+    joint_margin: float = 0.0  # rad kept away from the joint limits
+    stale_periods: float = 3.0  # watchdog: hold when the newest joint state is older than this many periods
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -48,6 +67,34 @@ class RobotConfig:
             raise ValueError(f"robot {self.name!r}: workspace_low must be < workspace_high on every axis")
         self.workspace_low = tuple(float(v) for v in self.workspace_low)
         self.workspace_high = tuple(float(v) for v in self.workspace_high)
+        self._validate_deploy()
+
+    def _validate_deploy(self) -> None:
+        where = f"robot {self.name!r}"
+        ratio = self.command_hz / self.control_hz if self.command_hz > 0 else 0.0
+        if self.command_hz <= 0 or abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
+            raise ValueError(f"{where}: command_hz ({self.command_hz}) must be a positive whole multiple of "
+                             f"control_hz ({self.control_hz})")
+        if self.action_mode not in ("ee_delta", "joint_position"):
+            raise ValueError(f"{where}: action_mode must be 'ee_delta' or 'joint_position', got {self.action_mode!r}")
+        if self.command_interface not in ("trajectory", "forward"):
+            raise ValueError(f"{where}: command_interface must be 'trajectory' or 'forward', got {self.command_interface!r}")
+        for key in ("joint_states_topic", "trajectory_topic", "forward_topic", "enable_topic", "estop_topic",
+                    "object_pose_topic", "image_topic"):
+            topic = getattr(self, key)
+            if topic and not topic.startswith("/"):
+                raise ValueError(f"{where}: {key} must be an absolute ROS topic name, got {topic!r}")
+        self.gripper_state_joints = tuple(self.gripper_state_joints)
+        self.cameras = tuple(self.cameras)
+        if self.gripper_max_position <= 0 or self.max_joint_velocity <= 0 or self.stale_periods <= 0:
+            raise ValueError(f"{where}: gripper_max_position, max_joint_velocity and stale_periods must be positive")
+        if self.joint_margin < 0:
+            raise ValueError(f"{where}: joint_margin must be >= 0")
+
+    @property
+    def command_joint_names(self) -> tuple[str, ...]:
+        """Joint names of every outgoing command (the arm, then the gripper channel when commanded)."""
+        return self.joint_names + ((self.gripper_joint,) if self.command_gripper and self.gripper_joint else ())
 
     def clip_to_workspace(self, pos: np.ndarray) -> np.ndarray:
         return np.clip(pos, self.workspace_low, self.workspace_high)

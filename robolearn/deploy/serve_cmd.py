@@ -1,0 +1,78 @@
+"""``robolearn serve --checkpoint DIR --robot hardware/sim_arm.yaml --transport dds|rclpy``.
+
+Runs a policy on the controller loop of a ROS 2 node. The node starts DISABLED: publish ``true`` on
+the robot config's ``enable_topic`` (std_msgs/Bool) to start, ``true`` on ``estop_topic`` to stop
+(e-stop latches until ``false`` is published and the node is enabled again).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint folder (config.json + model.safetensors)")
+    src.add_argument("--policy", help="path/to/file.py:Name, an object with reset() and act(obs) -> (H, A)")
+    p.add_argument("--robot", default="hardware/sim_arm.yaml", help="robot config YAML")
+    p.add_argument("--transport", choices=("dds", "rclpy"), default="dds")
+    p.add_argument("--domain", type=int, default=0, help="DDS domain id (dds transport)")
+    p.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0 = until Ctrl-C)")
+    p.add_argument("--enable", action="store_true", help="start enabled instead of waiting for the enable topic")
+    p.add_argument("--status-file", default="", help="write loop/safety/transport status JSON here (atomic)")
+    p.add_argument("--status-every", type=float, default=0.25, help="status file period (s)")
+    p.add_argument("--print-every", type=float, default=5.0, help="print loop statistics this often (s)")
+    p.add_argument("--refill-threshold", type=int, default=None, help="policy steps left when the next chunk is requested")
+    p.add_argument("--new-weight", type=float, default=None, help="weight of the new chunk on overlaps (1 = replace)")
+    p.add_argument("--freeze", type=int, default=None, help="RTC-style: queued steps kept unchanged on merge")
+    p.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads for inference")
+    p.add_argument("--no-loopback", action="store_true", help="do not confine DDS to loopback")
+
+
+def run(args) -> int:
+    from robolearn.deploy.node import load_policy_object
+    from robolearn.hardware.robot_config import RobotConfig
+
+    sys.setswitchinterval(0.0005)  # the loop thread must get the GIL back quickly from inference
+    if args.checkpoint:
+        import torch
+
+        torch.set_num_threads(max(1, args.torch_threads))
+    cfg = RobotConfig.load(args.robot)
+    policy = load_policy_object(args.checkpoint, args.policy)
+    overrides = dict(refill_threshold=args.refill_threshold, new_weight=args.new_weight, freeze=args.freeze)
+    if args.transport == "rclpy":
+        from robolearn.deploy.rclpy_node import run_rclpy
+
+        return run_rclpy(cfg, policy, overrides, seconds=args.seconds, enable=args.enable)
+    from robolearn.deploy.dds import DdsBus
+    from robolearn.deploy.dds_node import DdsNode, write_json_atomic
+
+    node = DdsNode(cfg, policy, loop_overrides=overrides, bus=DdsBus(args.domain, loopback=not args.no_loopback))
+    node.start()
+    if args.enable:
+        node.loop.set_enabled(True)
+    print(f"serve: {cfg.name} over DDS domain {args.domain}; commands -> {node.core.command_topic}; "
+          f"{'ENABLED' if args.enable else 'disabled until ' + cfg.enable_topic + ' is true'}", flush=True)
+    start = time.monotonic()
+    next_status = next_print = start
+    try:
+        while args.seconds <= 0 or time.monotonic() - start < args.seconds:
+            time.sleep(0.02)
+            now = time.monotonic()
+            if args.status_file and now >= next_status:
+                write_json_atomic(args.status_file, node.status())
+                next_status += args.status_every
+            if args.print_every > 0 and now >= next_print + args.print_every:
+                print(f"serve [{node.loop.mode}] {node.loop.stats.format()}", flush=True)
+                next_print = now
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.stop()
+        if args.status_file:
+            write_json_atomic(args.status_file, node.status())
+    print(f"serve: done. {node.loop.stats.format()}", flush=True)
+    print(f"serve: safety {node.loop.filter.counters.as_dict()} dropped {dict(node.bus.dropped)}", flush=True)
+    return 0
