@@ -38,6 +38,17 @@ def observation_space(state_dim: int, cameras: Sequence[str] = (), image_size: i
     return spaces.Dict(parts)
 
 
+def _uniform_bounds(space: spaces.Box) -> tuple[float, float] | None:
+    """Scalar bounds when every dimension shares them (cached on the space: the hot path)."""
+    cached = getattr(space, "_robolearn_bounds", False)
+    if cached is False:
+        low, high = np.asarray(space.low), np.asarray(space.high)
+        cached = (float(low.flat[0]), float(high.flat[0])) if np.all(low == low.flat[0]) and np.all(
+            high == high.flat[0]) else None
+        space._robolearn_bounds = cached
+    return cached
+
+
 def validate_action(action: Any, space: spaces.Box, clip: bool = True, tol: float = 1e-6) -> np.ndarray:
     """Return a float32 copy of ``action`` that is safe to apply, or raise InvalidActionError.
 
@@ -45,11 +56,16 @@ def validate_action(action: Any, space: spaces.Box, clip: bool = True, tol: floa
     ``clip`` (the robot config's ``clip_actions``) is true, and raise otherwise.
     """
     try:
-        arr = np.asarray(action, dtype=np.float32)
+        arr = np.array(action, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise InvalidActionError(f"action is not numeric: {action!r}") from exc
     if arr.shape != space.shape:
         raise InvalidActionError(f"action has shape {arr.shape}, expected {space.shape}")
+    bounds = _uniform_bounds(space)
+    if bounds is not None:
+        lo, hi = arr.min(), arr.max()  # NaN propagates, failing both comparisons
+        if lo >= bounds[0] and hi <= bounds[1]:
+            return arr
     if not np.all(np.isfinite(arr)):
         bad = np.flatnonzero(~np.isfinite(arr)).tolist()
         raise InvalidActionError(f"action has non-finite values at indices {bad}: {arr.tolist()}")

@@ -16,7 +16,7 @@ from robolearn.envs.api import RobotEnv, action_space, observation_space
 from robolearn.hardware.robot_config import RobotConfig
 from robolearn.sim.arm import HOME_QPOS, SceneOptions, build_arm_scene
 from robolearn.sim.rendering import CameraRenderer
-from robolearn.sim.robot import ArmRobot, axis_angle_to_quat, quat_mul, tool_down_quat
+from robolearn.sim.robot import ArmRobot, tool_down_quat
 
 CAMERAS = ("front", "wrist")
 ACTION_DIM = 7  # dx, dy, dz, drx, dry, drz, gripper
@@ -121,13 +121,14 @@ class ManipulationEnv(RobotEnv):
         self.state_layout: list[tuple[str, int]] = [("ee_pos", 3), ("ee_quat", 4), ("gripper", 1)]
         if self.privileged:
             self.state_layout += list(task.privileged_layout)
-        state_dim = sum(n for _, n in self.state_layout)
+        state_dim = self._state_dim = sum(n for _, n in self.state_layout)
         self.observation_space = observation_space(state_dim, self.cameras, self.image_size)
         self.action_space = action_space(ACTION_DIM)
         self._renderers: dict[int, CameraRenderer] = {}
         self._steps = 0
         self._ws_low = np.array(self.robot_config.workspace_low)
         self._ws_high = np.array(self.robot_config.workspace_high)
+        self._max_lead = 2.0 * self.robot_config.pos_scale
 
     # --- gymnasium API -----------------------------------------------------------------
     def _reset(self, options: dict):
@@ -158,14 +159,11 @@ class ManipulationEnv(RobotEnv):
         return self._observation(), reward, terminated, truncated, {"success": success}
 
     def apply_action(self, action: np.ndarray) -> None:
-        """End-effector delta from the *measured* pose (as SERL's impedance setpoint), clipped to the workspace."""
+        """End-effector delta on the impedance setpoint, clipped to the workspace box."""
         cfg = self.robot_config
-        pos, quat = self.robot.ee_pose()
-        target = np.clip(pos + action[:3] * cfg.pos_scale, self._ws_low, self._ws_high)
         rot = action[3:6]
-        if np.any(rot != 0.0):
-            quat = quat_mul(axis_angle_to_quat(rot * cfg.rot_scale), quat)
-        self.robot.set_ee_target(target, quat)
+        drot = rot * cfg.rot_scale if (rot[0] or rot[1] or rot[2]) else None
+        self.robot.move_ee_target(action[:3] * cfg.pos_scale, drot, self._max_lead, self._ws_low, self._ws_high)
         if not self.task.fixed_gripper:
             self.robot.set_gripper(float(action[6]))
 
@@ -185,11 +183,12 @@ class ManipulationEnv(RobotEnv):
         return renderer.render(self.data, camera)
 
     def state_from_physics(self) -> np.ndarray:
-        pos, quat = self.robot.ee_pose()
-        parts = [pos, quat, [self.robot.gripper_opening()]]
+        state = np.empty(self._state_dim, np.float32)
+        state[:3], state[3:7] = self.robot.ee_pose()
+        state[7] = self.robot.gripper_opening()
         if self.privileged:
-            parts.append(self.task.privileged_state(self))
-        return np.concatenate(parts).astype(np.float32)
+            state[8:] = self.task.privileged_state(self)
+        return state
 
     def _observation(self) -> dict:
         obs = {"state": self.state_from_physics()}

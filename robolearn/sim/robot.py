@@ -84,6 +84,7 @@ class ArmRobot:
         self.finger_act = np.array(
             [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, f"{n}_pos") for n in FINGER_JOINTS]
         )
+        self._finger_act0, self._finger_act1 = int(self.finger_act[0]), int(self.finger_act[1])
         self.tcp_site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "tcp")
         self.mocap = model.body_mocapid[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "ee_target")]
         self.weld = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_EQUALITY, "ee_weld")
@@ -93,6 +94,8 @@ class ArmRobot:
         self._jac = np.zeros((6, model.nv))
         self.mode = "cartesian"
         self.set_cartesian_mode()
+        self.target_pos, self.target_quat = self.ee_pose()
+        self._tool_axis = quat_to_mat(self.target_quat)[:, 2].copy()
 
     # --- state -------------------------------------------------------------------------
     def qpos(self) -> np.ndarray:
@@ -103,11 +106,14 @@ class ArmRobot:
 
     def gripper_opening(self) -> float:
         """0 = closed, 1 = fully open."""
-        return float(self.data.qpos[self.finger_qpos_idx].mean() / FINGER_RANGE[1])
+        q = self.data.qpos
+        return (q[self.finger_qpos_idx[0]] + q[self.finger_qpos_idx[1]]) / (2 * FINGER_RANGE[1])
 
     def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
         pos = self.data.site_xpos[self.tcp_site].copy()
-        return pos, canonical_tool_quat(mat_to_quat(self.data.site_xmat[self.tcp_site]))
+        quat = np.empty(4)
+        mujoco.mju_mat2Quat(quat, self.data.site_xmat[self.tcp_site])
+        return pos, canonical_tool_quat(quat)
 
     # --- control modes -----------------------------------------------------------------
     def set_cartesian_mode(self) -> None:
@@ -127,15 +133,46 @@ class ArmRobot:
 
     def set_gripper(self, command: float) -> None:
         """command in [-1, 1]: -1 fully open, +1 closed."""
-        opening = (1.0 - float(np.clip(command, -1.0, 1.0))) / 2.0 * FINGER_RANGE[1]
-        self.data.ctrl[self.finger_act] = opening
+        command = min(max(float(command), -1.0), 1.0)
+        opening = (1.0 - command) / 2.0 * FINGER_RANGE[1]
+        ctrl = self.data.ctrl
+        ctrl[self._finger_act0] = opening
+        ctrl[self._finger_act1] = opening
 
     def set_ee_target(self, pos: np.ndarray, quat: np.ndarray) -> None:
+        """Absolute TCP setpoint for the impedance controller."""
         if self.mode != "cartesian":
             self.set_cartesian_mode()
-        rot = quat_to_mat(quat)
-        self.data.mocap_pos[self.mocap] = pos - rot[:, 2] * TCP_OFFSET
-        self.data.mocap_quat[self.mocap] = quat
+        self.target_pos = np.array(pos, dtype=np.float64)
+        self.target_quat = np.array(quat, dtype=np.float64)
+        self._tool_axis = quat_to_mat(self.target_quat)[:, 2].copy()
+        self._write_mocap()
+
+    def move_ee_target(self, dpos: np.ndarray, drot: np.ndarray | None, max_lead: float,
+                       low: np.ndarray, high: np.ndarray) -> None:
+        """Shift the setpoint by a delta, as a real impedance controller's reference.
+
+        The setpoint accumulates (so a zero action holds still and a constant action moves at
+        a constant speed without lag), but never leads the measured TCP by more than
+        ``max_lead`` per axis: pushing against an obstacle cannot wind up an unbounded force.
+        """
+        if self.mode != "cartesian":
+            self.set_cartesian_mode()
+            self.target_pos, self.target_quat = self.ee_pose()
+            self._tool_axis = quat_to_mat(self.target_quat)[:, 2].copy()
+        # Three scalars: plain Python beats numpy's per-call overhead on this hot path.
+        measured, tgt = self.data.site_xpos[self.tcp_site], self.target_pos
+        for i in range(3):
+            v = min(max(tgt[i] + dpos[i], measured[i] - max_lead), measured[i] + max_lead)
+            tgt[i] = min(max(v, low[i]), high[i])
+        if drot is not None:
+            self.target_quat = quat_mul(axis_angle_to_quat(drot), self.target_quat)
+            self._tool_axis = quat_to_mat(self.target_quat)[:, 2].copy()
+        self._write_mocap()
+
+    def _write_mocap(self) -> None:
+        np.subtract(self.target_pos, self._tool_axis * TCP_OFFSET, out=self.data.mocap_pos[self.mocap])
+        self.data.mocap_quat[self.mocap] = self.target_quat
 
     def command_joints(self, q_target: np.ndarray, gripper: float | None = None) -> None:
         q_target = np.asarray(q_target, dtype=np.float64)
