@@ -1,0 +1,96 @@
+"""SAC agent: config validation, DrQ shift, image path, exact state round trip (same next update)."""
+import numpy as np
+import pytest
+import torch
+
+from robolearn.rl.encoders import EncoderConfig, random_shift
+from robolearn.rl.sac import SACAgent, SACConfig
+
+torch.set_num_threads(1)
+TINY = dict(hidden=(16, 16), num_critics=4, batch_size=8, fused_adam=False)
+
+
+def _batch(b=8, state_dim=3, action_dim=2, images=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    def obs():
+        o = {"state": torch.randn(b, state_dim, generator=g)}
+        if images:
+            o["images"] = {cam: torch.randint(0, 256, (b, *shape), generator=g, dtype=torch.uint8)
+                           for cam, shape in images.items()}
+        return o
+    return {"obs": obs(), "next_obs": obs(), "action": torch.rand(b, action_dim, generator=g) * 2 - 1,
+            "reward": torch.randn(b, generator=g), "discount": torch.full((b,), 0.9)}
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="critic_subset"):
+        SACConfig(num_critics=2, critic_subset=3)
+    with pytest.raises(ValueError, match="discount"):
+        SACConfig(discount=1.5)
+    with pytest.raises(ValueError, match="utd_ratio"):
+        SACConfig(utd_ratio=0)
+    with pytest.raises(ValueError, match="shift_pad"):
+        EncoderConfig(shift_pad=-1)
+    assert SACConfig().resolved_target_entropy(6) == -3.0  # RLPD default: -|A|/2
+    assert SACConfig(target_entropy=-1.25).resolved_target_entropy(6) == -1.25
+
+
+def test_random_shift_is_a_bounded_translation_with_replicated_edges():
+    img = torch.arange(10 * 10, dtype=torch.int64).reshape(1, 10, 10, 1).repeat(64, 1, 1, 1)
+    out = random_shift(img, 2, torch.Generator().manual_seed(0))
+    assert out.shape == img.shape
+    r, c = out[:, 5, 5, 0] // 10 - 5, out[:, 5, 5, 0] % 10 - 5  # centre pixel tells the shift
+    assert r.abs().max() <= 2 and c.abs().max() <= 2 and len(set(zip(r.tolist(), c.tolist()))) > 5
+    for i in range(64):  # each sample is exactly its own shift of the original, edges clamped
+        rows = (torch.arange(10) + r[i]).clamp(0, 9)
+        cols = (torch.arange(10) + c[i]).clamp(0, 9)
+        assert torch.equal(out[i, :, :, 0], img[0, :, :, 0][rows][:, cols])
+    assert random_shift(img, 0) is img
+
+
+def test_update_changes_parameters_and_reports_metrics():
+    agent = SACAgent(SACConfig(**TINY), 3, 2, seed=0)
+    before = agent.actor.net[0].weight.clone()
+    crit_before = agent.critic.net.net[0].weight.clone()
+    target_before = agent.target_critic.net.net[0].weight.clone()
+    m = agent.update(_batch(), update_actor=False)
+    assert set(m) == {"critic_loss", "q_mean"}
+    assert torch.equal(agent.actor.net[0].weight, before)  # critic-only step leaves the actor alone
+    assert not torch.equal(agent.critic.net.net[0].weight, crit_before)
+    # target moved by exactly tau toward the new online weights
+    expected = target_before + 0.005 * (agent.critic.net.net[0].weight - target_before)
+    assert torch.allclose(agent.target_critic.net.net[0].weight, expected, atol=1e-6)
+    m = agent.update(_batch(seed=1), update_actor=True)
+    assert {"actor_loss", "entropy", "alpha"} <= set(m)
+    assert not torch.equal(agent.actor.net[0].weight, before)
+    assert all(np.isfinite(v) for v in m.values())
+
+
+def test_image_observations_share_the_code_path():
+    shapes = {"front": (16, 16, 3), "wrist": (16, 16, 3)}
+    cfg = SACConfig(**TINY, encoder=EncoderConfig(channels=4, conv_layers=2, feature_dim=6, shift_pad=2))
+    agent = SACAgent(cfg, 3, 2, image_shapes=shapes, seed=0)
+    assert agent.encoder.out_dim == 3 + 2 * 6
+    conv_before = agent.encoder.convs["front"].conv[0].weight.clone()
+    agent.update(_batch(images=shapes))
+    assert not torch.equal(agent.encoder.convs["front"].conv[0].weight, conv_before)  # critic trains the encoder
+    obs = {"state": np.zeros(3, np.float32),
+           "images": {c: np.zeros(s, np.uint8) for c, s in shapes.items()}}
+    a = agent.act(obs)
+    assert a.shape == (2,) and np.all(np.abs(a) <= 1)
+
+
+def test_state_round_trip_gives_identical_next_update():
+    cfg = SACConfig(**TINY)
+    a = SACAgent(cfg, 3, 2, seed=3)
+    for i in range(3):
+        a.update(_batch(seed=i))
+    saved = {k: v.clone() for k, v in a.state_tensors().items()}
+    b = SACAgent(cfg, 3, 2, seed=99)  # different init and generator: everything must come from the state
+    b.load_state_tensors(saved)
+    ma, mb = a.update(_batch(seed=7)), b.update(_batch(seed=7))
+    assert ma == mb
+    for (ka, va), (kb, vb) in zip(a.state_tensors().items(), b.state_tensors().items()):
+        assert ka == kb and torch.equal(va, vb), ka
+    obs = {"state": np.ones(3, np.float32)}
+    assert np.array_equal(a.act(obs), b.act(obs))  # same exploration noise too
