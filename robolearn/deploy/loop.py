@@ -10,6 +10,7 @@ periods old) or a dry queue makes the loop hold at the measured position.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class LoopConfig:
     max_gripper_rate: float = 20.0  # gripper units/s
     joint_margin: float = 0.0  # rad kept away from the limits
     spin_s: float = 0.0003  # busy-wait the last part of each sleep for low jitter
+    rt_priority: int = 0  # > 0: run the loop thread SCHED_FIFO at this priority (needs CAP_SYS_NICE)
+    inference_nice: int = 0  # > 0: lower the inference thread's priority by this much
 
     def __post_init__(self) -> None:
         if self.command_hz <= 0 or self.policy_hz <= 0:
@@ -62,6 +65,8 @@ class LoopConfig:
             raise ValueError("refill_threshold and freeze must be >= 0")
         if not 0.0 <= self.new_weight <= 1.0:
             raise ValueError("new_weight must be in [0, 1]")
+        if not 0 <= self.rt_priority <= 99 or not 0 <= self.inference_nice <= 19:
+            raise ValueError("rt_priority must be in [0, 99] and inference_nice in [0, 19]")
         if self.stale_periods <= 0 or self.max_joint_velocity <= 0 or self.max_gripper_rate <= 0:
             raise ValueError("stale_periods, max_joint_velocity and max_gripper_rate must be positive")
 
@@ -78,19 +83,22 @@ Publish = Callable[[np.ndarray, "float | None"], None]
 
 
 class ControllerLoop:
-    def __init__(self, policy: Policy, mapper: Any, obs_builder: Any, publish: Publish,
-                 lower, upper, cfg: LoopConfig | None = None):
+    """``inference`` (see robolearn.deploy.inference) defaults to running ``policy`` in a worker thread."""
+
+    def __init__(self, policy: Policy | None, mapper: Any, obs_builder: Any, publish: Publish,
+                 lower, upper, cfg: LoopConfig | None = None, inference: Any = None):
+        from robolearn.deploy.inference import LocalInference
+
         self.cfg = cfg or LoopConfig()
         self.policy = policy
-        self.mapper = mapper
-        self.obs_builder = obs_builder
+        self.inference = inference or LocalInference(policy, obs_builder, mapper)
         self._publish = publish
         period = self.cfg.period
         self.filter = SafetyFilter(SafetyLimits(
             lower=lower, upper=upper, max_step=self.cfg.max_joint_velocity * period,
             margin=self.cfg.joint_margin, max_gripper_step=self.cfg.max_gripper_rate * period))
         self.n_joints = len(lower)
-        self.queue = ActionQueue(mapper.command_dim, self.cfg.new_weight, self.cfg.freeze)
+        self.queue = ActionQueue(self.inference.command_dim, self.cfg.new_weight, self.cfg.freeze)
         self.stats = LoopStats(period)
         self._state: RobotState | None = None
         self._state_lock = threading.Lock()
@@ -101,9 +109,13 @@ class ControllerLoop:
         self._tick = 0
         self._segment: tuple[np.ndarray, np.ndarray, float | None] | None = None  # (start, end, gripper)
         self._hold_q: np.ndarray | None = None
+        self._observe_pending = False
+        self._reset_pending = False
+        self.sent_obs_stamp = 0.0  # header stamp of the observation behind the last command (latency)
         self._threads: list[threading.Thread] = []
         self.mode = "disabled"  # disabled | estop | hold | run
         self.last_error = ""
+        self.scheduling = {"loop": "default", "inference": "default"}
 
     # ---- inputs from the transport -------------------------------------------------------------
     def on_state(self, state: RobotState) -> None:
@@ -122,10 +134,7 @@ class ControllerLoop:
             self.queue.clear()
             self._segment = None
             self._hold_q = None
-            try:
-                self.policy.reset()
-            except Exception as exc:  # a broken reset must not kill the transport callback
-                self.last_error = f"policy.reset failed: {exc!r}"
+            self._reset_pending = True  # done by the worker: it owns the policy
             self._need.set()
 
     def set_estop(self, on: bool) -> None:
@@ -170,8 +179,8 @@ class ControllerLoop:
             depth = self.queue.depth()
             self.stats.depth.add(depth)
             action = self.queue.pop()
-            if depth - 1 <= cfg.refill_threshold:
-                self._need.set()
+            self._observe_pending = True  # policies with an observation history see every policy step
+            self._need.set()
             if action is None:
                 self._segment = None
             else:
@@ -187,6 +196,7 @@ class ControllerLoop:
         q_cmd, g_cmd = self.filter.filter(start + (end - start) * frac, state.q, grip)
         self._hold_q = None
         self.stats.obs_age.add(now - state.received)
+        self.sent_obs_stamp = state.stamp
         self._send(q_cmd, g_cmd)
         self.mode = "run"
         return self.mode
@@ -199,12 +209,19 @@ class ControllerLoop:
             self._hold_q = self.filter.hold(state.q)  # latch the measured position once
         else:
             self.filter.counters.holds += 1
+        self.sent_obs_stamp = state.stamp
         self._send(self._hold_q, self.filter.last_gripper)
         return self.mode
 
     # ---- threads -----------------------------------------------------------------------------------
     def _worker(self) -> None:
         cfg = self.cfg
+        if cfg.inference_nice > 0:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), cfg.inference_nice)
+                self.scheduling["inference"] = f"nice +{cfg.inference_nice}"
+            except (OSError, AttributeError) as exc:
+                self.scheduling["inference"] = f"default (nice failed: {exc})"
         while self._running.is_set():
             self._need.wait(timeout=cfg.period)
             self._need.clear()
@@ -213,23 +230,27 @@ class ControllerLoop:
             state = self.latest_state()
             if state is None or is_stale(time.monotonic(), state.received, cfg.period, cfg.stale_periods):
                 continue
+            if self._reset_pending:
+                self._reset_pending = False
+                try:
+                    self.inference.reset()
+                except Exception as exc:
+                    self.last_error = f"policy reset: {exc}"
             if self.queue.depth() > cfg.refill_threshold:
+                if self._observe_pending:  # policies with an observation history see every step
+                    self._observe_pending = False
+                    try:
+                        self.inference.observe(state)
+                    except Exception as exc:
+                        self.last_error = f"observe: {exc}"
                 continue
+            self._observe_pending = False  # act() observes this step itself
             generation = self._generation
             start_step = self.queue.next_step
+            last = self.filter.last
             t0 = time.perf_counter()
             try:
-                chunk = self.policy.act(self.obs_builder.build(state))
-                chunk = np.asarray(chunk, dtype=np.float64)
-                if chunk.ndim == 1:
-                    chunk = chunk[None]
-                if chunk.ndim != 2 or chunk.shape[1] != self.mapper.action_dim:
-                    raise ValueError(f"policy returned shape {chunk.shape}, expected (H, {self.mapper.action_dim})")
-                if not np.all(np.isfinite(chunk)):
-                    raise ValueError("policy returned non-finite actions")
-                targets = np.asarray(self.mapper.to_targets(chunk, state, self.filter.last), np.float64)
-                if targets.shape != (chunk.shape[0], self.mapper.command_dim) or not np.all(np.isfinite(targets)):
-                    raise ValueError(f"action mapping gave {targets.shape} / non-finite joint targets")
+                targets = self.inference.infer(state, None if last is None else last.copy())
             except Exception as exc:
                 self.stats.bad_chunks += 1
                 self.last_error = f"inference: {exc}"
@@ -241,6 +262,12 @@ class ControllerLoop:
 
     def _loop(self) -> None:
         period, spin = self.cfg.period, self.cfg.spin_s
+        if self.cfg.rt_priority > 0:
+            try:
+                os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(self.cfg.rt_priority))
+                self.scheduling["loop"] = f"SCHED_FIFO {self.cfg.rt_priority}"
+            except (OSError, AttributeError) as exc:  # no CAP_SYS_NICE: run anyway, say so
+                self.scheduling["loop"] = f"default (SCHED_FIFO refused: {exc})"
         next_t = time.perf_counter()
         while self._running.is_set():
             remaining = next_t - time.perf_counter()
@@ -274,12 +301,18 @@ class ControllerLoop:
     def stop(self, timeout: float = 1.0) -> None:
         self._running.clear()
         self._need.set()
-        for t in self._threads:
-            t.join(timeout=timeout)  # a stalled policy leaves its daemon thread behind; that is fine
+        self._threads[0].join(timeout=timeout) if self._threads else None
+        try:
+            self.inference.close()  # a child process is stopped, which also frees a blocked worker
+        except Exception:
+            pass
+        for t in self._threads[1:]:
+            t.join(timeout=timeout)  # a stalled in-process policy leaves its daemon thread behind
 
     def report(self) -> dict:
         d = self.stats.as_dict()
         d["safety"] = self.filter.counters.as_dict()
         d["mode"] = self.mode
+        d["scheduling"] = dict(self.scheduling)
         d["last_error"] = self.last_error or self.filter.last_error
         return d

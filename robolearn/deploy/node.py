@@ -32,24 +32,39 @@ def build_kinematics(cfg: RobotConfig, **env_overrides):
     return None, JointStateObs()
 
 
+def build_mapper(cfg: RobotConfig, kinematics):
+    return make_mapper(cfg.action_mode, lower=cfg.joint_lower, upper=cfg.joint_upper,
+                       gripper=cfg.command_gripper and bool(cfg.gripper_joint), kinematics=kinematics,
+                       pos_scale=cfg.pos_scale, rot_scale=cfg.rot_scale,
+                       workspace_low=cfg.workspace_low, workspace_high=cfg.workspace_high)
+
+
 class NodeCore:
+    """``policy`` runs in a worker thread; with ``inference_spec`` (see inference_proc) it runs in a
+    child process instead and ``policy`` must be None."""
+
     def __init__(self, cfg: RobotConfig, policy, publish_msg: Callable[[Any], None], msgs,
-                 loop_overrides: dict | None = None, kinematics=None, obs_builder=None):
+                 loop_overrides: dict | None = None, kinematics=None, obs_builder=None,
+                 inference_spec: dict | None = None):
         self.cfg = cfg
         self.msgs = msgs
         self._publish_msg = publish_msg
-        if obs_builder is None:
-            kinematics, obs_builder = build_kinematics(cfg)
-        mapper = make_mapper(cfg.action_mode, lower=cfg.joint_lower, upper=cfg.joint_upper,
-                             gripper=cfg.command_gripper and bool(cfg.gripper_joint), kinematics=kinematics,
-                             pos_scale=cfg.pos_scale, rot_scale=cfg.rot_scale,
-                             workspace_low=cfg.workspace_low, workspace_high=cfg.workspace_high)
-        self.loop = ControllerLoop(policy, mapper, obs_builder, self._publish, cfg.joint_lower, cfg.joint_upper,
-                                   loop_config(cfg, **(loop_overrides or {})))
+        lcfg = loop_config(cfg, **(loop_overrides or {}))
+        if inference_spec is not None:
+            from robolearn.deploy.inference_proc import ProcessInference
+
+            self.loop = ControllerLoop(None, None, None, self._publish, cfg.joint_lower, cfg.joint_upper, lcfg,
+                                       inference=ProcessInference(inference_spec, cfg))
+        else:
+            if obs_builder is None:
+                kinematics, obs_builder = build_kinematics(cfg)
+            self.loop = ControllerLoop(policy, build_mapper(cfg, kinematics), obs_builder, self._publish,
+                                       cfg.joint_lower, cfg.joint_upper, lcfg)
         self._extras: dict = {}
         self._images: dict = {}
         self._lock = threading.Lock()
         self.reach = self.loop.cfg.period  # JTC: reach each streamed point one period from now
+        self.latency_log: dict | None = None  # bench: command stamp (sec, nanosec) -> observation stamp
 
     # ---- inbound ---------------------------------------------------------------------------------------
     def on_joint_state(self, msg) -> None:
@@ -85,6 +100,8 @@ class NodeCore:
             msg = trajectory_msg(self.msgs, self.cfg, q, gripper, self.reach)
         else:
             msg = forward_msg(self.msgs, self.cfg, q, gripper)
+        if self.latency_log is not None and hasattr(msg, "header"):
+            self.latency_log[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = self.loop.sent_obs_stamp
         self._publish_msg(msg)
 
     def image_topics(self) -> dict[str, str]:

@@ -26,6 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refill-threshold", type=int, default=None, help="policy steps left when the next chunk is requested")
     p.add_argument("--new-weight", type=float, default=None, help="weight of the new chunk on overlaps (1 = replace)")
     p.add_argument("--freeze", type=int, default=None, help="RTC-style: queued steps kept unchanged on merge")
+    p.add_argument("--rt-priority", type=int, default=None,
+                   help="run the control-loop thread SCHED_FIFO at this priority (1-99; needs CAP_SYS_NICE)")
+    p.add_argument("--inference-nice", type=int, default=None, help="lower the inference thread's priority (0-19)")
+    p.add_argument("--inference", choices=("process", "thread"), default="process",
+                   help="run the policy in a child process (default: the loop keeps its GIL) or a thread")
     p.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads for inference")
     p.add_argument("--no-loopback", action="store_true", help="do not confine DDS to loopback")
 
@@ -35,13 +40,18 @@ def run(args) -> int:
     from robolearn.hardware.robot_config import RobotConfig
 
     sys.setswitchinterval(0.0005)  # the loop thread must get the GIL back quickly from inference
-    if args.checkpoint:
-        import torch
-
-        torch.set_num_threads(max(1, args.torch_threads))
     cfg = RobotConfig.load(args.robot)
-    policy = load_policy_object(args.checkpoint, args.policy)
-    overrides = dict(refill_threshold=args.refill_threshold, new_weight=args.new_weight, freeze=args.freeze)
+    spec = policy = None
+    if args.inference == "process" and args.transport == "dds":
+        spec = {"checkpoint": args.checkpoint, "policy": args.policy, "threads": max(1, args.torch_threads)}
+    else:
+        if args.checkpoint:
+            import torch
+
+            torch.set_num_threads(max(1, args.torch_threads))
+        policy = load_policy_object(args.checkpoint, args.policy)
+    overrides = dict(refill_threshold=args.refill_threshold, new_weight=args.new_weight, freeze=args.freeze,
+                     rt_priority=args.rt_priority, inference_nice=args.inference_nice)
     if args.transport == "rclpy":
         from robolearn.deploy.rclpy_node import run_rclpy
 
@@ -49,7 +59,8 @@ def run(args) -> int:
     from robolearn.deploy.dds import DdsBus
     from robolearn.deploy.dds_node import DdsNode, write_json_atomic
 
-    node = DdsNode(cfg, policy, loop_overrides=overrides, bus=DdsBus(args.domain, loopback=not args.no_loopback))
+    node = DdsNode(cfg, policy, loop_overrides=overrides, bus=DdsBus(args.domain, loopback=not args.no_loopback),
+                   inference_spec=spec)
     node.start()
     if args.enable:
         node.loop.set_enabled(True)
