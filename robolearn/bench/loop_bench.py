@@ -91,6 +91,36 @@ def build_policies(args, names: list[str]) -> dict:
     return out
 
 
+def timer_baseline(seconds: float, period: float = 0.01, spin: float = 0.0003, rt_priority: int = 0) -> dict:
+    """Lateness of a bare thread doing only the loop's sleep-then-spin wait: the machine's floor for jitter."""
+    from robolearn.deploy.stats import summarize
+
+    late: list[float] = []
+    info = {"scheduling": "default"}
+
+    def body():
+        if rt_priority > 0:
+            try:
+                os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(rt_priority))
+                info["scheduling"] = f"SCHED_FIFO {rt_priority}"
+            except (OSError, AttributeError) as exc:
+                info["scheduling"] = f"default ({exc})"
+        next_t = time.perf_counter()
+        end = next_t + seconds
+        while next_t < end:
+            next_t += period
+            remaining = next_t - time.perf_counter()
+            if remaining > spin:
+                time.sleep(remaining - spin)
+            while time.perf_counter() < next_t:
+                pass
+            late.append(time.perf_counter() - next_t)
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    return {"lateness_ms": summarize(np.array(late)), **info, "seconds": seconds}
+
+
 def run_one(name: str, policy, cfg, domain: int, seconds: float, loop_overrides: dict | None = None,
             inference_spec: dict | None = None) -> dict:
     from robolearn.deploy import ros_msgs as M
@@ -171,9 +201,11 @@ def run(args) -> int:
             spec = None
             if args.inference == "process":
                 spec = {"bench": name, "checkpoint": args.checkpoint, "recipe": args.recipe, "threads": args.threads}
+            base = timer_baseline(min(5.0, args.seconds), 1.0 / cfg.command_hz, rt_priority=args.rt_priority)
             r = run_one(name, policies[name], cfg, domain, args.seconds,
                         dict(rt_priority=args.rt_priority, inference_nice=args.inference_nice), spec)
             r["inference_backend"] = args.inference
+            r["bare_timer_baseline"] = base
         finally:
             robot.terminate()
             try:
@@ -185,7 +217,8 @@ def run(args) -> int:
         print(f"  {name:12s} ticks {r['ticks']}  missed {r['missed_deadlines']}  jitter p50/p99/max "
               f"{j.get('p50', 0):.3f}/{j.get('p99', 0):.3f}/{j.get('max', 0):.3f} ms  inference p50/p99 "
               f"{inf.get('p50', 0):.2f}/{inf.get('p99', 0):.2f} ms  e2e p50/p99 {e.get('p50', 0):.2f}/"
-              f"{e.get('p99', 0):.2f} ms  dry ticks {r['queue_dry_ticks']}", flush=True)
+              f"{e.get('p99', 0):.2f} ms  dry ticks {r['queue_dry_ticks']}  (bare timer p99 "
+              f"{r['bare_timer_baseline']['lateness_ms'].get('p99', 0):.3f} ms)", flush=True)
     doc = {"benchmark": "controller loop, serve node vs sim robot over DDS loopback",
            "command": " ".join(["robolearn", "bench", "loop"] + sys.argv[3:]) if len(sys.argv) > 3 else "robolearn bench loop",
            "machine": machine_info(), "load_average": list(os.getloadavg()), "robot": cfg.name,

@@ -263,11 +263,7 @@ class ControllerLoop:
     def _loop(self) -> None:
         period, spin = self.cfg.period, self.cfg.spin_s
         if self.cfg.rt_priority > 0:
-            try:
-                os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(self.cfg.rt_priority))
-                self.scheduling["loop"] = f"SCHED_FIFO {self.cfg.rt_priority}"
-            except (OSError, AttributeError) as exc:  # no CAP_SYS_NICE: run anyway, say so
-                self.scheduling["loop"] = f"default (SCHED_FIFO refused: {exc})"
+            self._go_realtime(self.cfg.rt_priority)
         next_t = time.perf_counter()
         while self._running.is_set():
             remaining = next_t - time.perf_counter()
@@ -287,6 +283,34 @@ class ControllerLoop:
             if time.perf_counter() > next_t:  # overran: skip the missed ticks instead of bursting
                 missed = int((time.perf_counter() - next_t) / period) + 1
                 next_t += missed * period
+
+    def _go_realtime(self, prio: int) -> None:
+        """SCHED_FIFO for the loop thread, and one level lower for every other thread of the process.
+
+        The other threads (DDS listeners, the inference client) take the GIL briefly; left at normal
+        priority they can be preempted while holding it and stall the loop (priority inversion).
+        """
+        me = threading.get_native_id()
+        try:
+            os.sched_setscheduler(me, os.SCHED_FIFO, os.sched_param(prio))
+        except (OSError, AttributeError) as exc:  # no CAP_SYS_NICE: run anyway, say so
+            self.scheduling["loop"] = f"default (SCHED_FIFO refused: {exc})"
+            return
+        self.scheduling["loop"] = f"SCHED_FIFO {prio}"
+        others = 0
+        try:
+            tids = [int(t) for t in os.listdir("/proc/self/task")]
+        except OSError:
+            tids = []
+        for tid in tids:
+            if tid == me:
+                continue
+            try:
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(max(1, prio - 1)))
+                others += 1
+            except OSError:
+                pass
+        self.scheduling["other_threads"] = f"SCHED_FIFO {max(1, prio - 1)} x{others}"
 
     def start(self) -> "ControllerLoop":
         if self._running.is_set():
