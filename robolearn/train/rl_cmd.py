@@ -17,6 +17,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="run directory (default runs/<algo>-<env>-s<seed>)")
     parser.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (overrides the recipe)")
+    parser.add_argument("--env-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="env override, e.g. --env-set action_repeat=8 (YAML value syntax; repeatable)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="sets",
+                        help="recipe override, e.g. --set agent.hidden=[128,128] (YAML value syntax; repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -33,11 +37,30 @@ def run(args) -> int:
         recipe = yaml.safe_load(path.read_text()) or {}
         if not isinstance(recipe, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
-    overrides: dict = {"train": {}}
+    overrides: dict = {"train": {}}  # --steps, --threads, --set and --env-set win over the recipe
     if args.steps is not None:
         overrides["train"]["steps"] = args.steps
     if args.threads is not None:
         overrides["train"]["torch_threads"] = args.threads
+    env_sets = {}
+    for item in args.env_set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--env-set expects KEY=VALUE, got {item!r}")
+        env_sets[key] = yaml.safe_load(value)
+    for item in args.sets:
+        key, sep, value = item.partition("=")
+        parts = key.split(".")
+        if not sep or not all(parts):
+            raise ValueError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+        node = overrides
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {key}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(value)
+    if env_sets:
+        overrides["train"]["env_overrides"] = env_sets
     cfg = build_config(args.algo, recipe, overrides)
     out = Path(args.out or f"runs/{args.algo}-{args.env.replace('/', '_')}-s{args.seed}")
     trainer = OnlineTrainer(cfg, args.env, out, demos=args.demos, seed=args.seed)
