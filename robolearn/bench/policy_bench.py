@@ -1,0 +1,117 @@
+"""``robolearn bench policy``: batch-1 inference latency of one network under each sampler.
+
+DDPM-100 and DDIM-10 (Diffusion Policy) and 1-step / few-step consistency sampling all run the same
+U-Net + encoder architecture, so the ratios isolate the cost of the number of network evaluations.
+Each timing is one ``act(obs)`` call (history update, normalization, sampling, unnormalization).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default=None, help="diffusion run/checkpoint to take the network from "
+                        "(default: a randomly initialised network from --recipe)")
+    parser.add_argument("--recipe", default="policies/diffusion.yaml", help="diffusion recipe when no checkpoint")
+    parser.add_argument("--state-dim", type=int, default=15)
+    parser.add_argument("--action-dim", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=200, help="timed calls per variant (>= 200 for p99)")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--few-steps", type=int, default=3, help="consistency few-step count")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="runs/bench/policy.json")
+
+
+def time_calls(fn, calls: int, warmup: int) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    times = np.empty(calls)
+    for i in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        times[i] = time.perf_counter() - t0
+    ms = times * 1e3
+    return {"calls": calls, "median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()), "min_ms": float(ms.min())}
+
+
+def build_pair(args) -> tuple[Any, Any]:
+    from robolearn.policies.consistency.configuration import ConsistencyConfig
+    from robolearn.policies.consistency.modeling import ConsistencyPolicy
+    from robolearn.policies.registry import policy_class
+    from robolearn.train.distill import student_config
+
+    if args.checkpoint:
+        from robolearn.train.checkpoint import load_policy
+
+        teacher = load_policy(args.checkpoint, expected_type="diffusion")
+    else:
+        from dataclasses import replace
+
+        from robolearn.train.bc import load_recipe
+
+        recipe = load_recipe(args.recipe)
+        if recipe.type != "diffusion":
+            raise ValueError(f"--recipe must be a diffusion recipe, got {recipe.type!r}")
+        cfg = replace(recipe.policy, state_dim=recipe.policy.state_dim or args.state_dim,
+                      action_dim=recipe.policy.action_dim or args.action_dim)
+        teacher = policy_class("diffusion")(cfg)
+    student = ConsistencyPolicy(student_config(teacher.config, ConsistencyConfig(), sigma_max=80.0))
+    student.load_state_dict(teacher.state_dict())  # same network, same weights
+    return teacher.eval(), student.eval()
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.calls < 1:
+        raise ValueError("--calls must be >= 1")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    dp, cp = build_pair(args)
+    cfg = dp.config
+    rng = np.random.default_rng(0)
+    obs: dict[str, Any] = {"state": rng.uniform(-1, 1, cfg.state_dim).astype(np.float32)}
+    if cfg.cameras:
+        obs["images"] = {c: rng.integers(0, 256, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8) for c in cfg.cameras}
+    gen = torch.Generator().manual_seed(0)
+    variants = {
+        "dp_ddpm_100": lambda: dp.act(obs, generator=gen, sampler="ddpm", steps=100),
+        "dp_ddim_10": lambda: dp.act(obs, generator=gen, sampler="ddim", steps=10),
+        "cp_1_step": lambda: cp.act(obs, generator=gen, steps=1),
+        f"cp_{args.few_steps}_step": lambda: cp.act(obs, generator=gen, steps=args.few_steps),
+    }
+    results = {}
+    with torch.inference_mode():
+        for name, fn in variants.items():
+            results[name] = time_calls(fn, args.calls, args.warmup)
+            print(f"{name:14s} median {results[name]['median_ms']:8.2f} ms   p99 {results[name]['p99_ms']:8.2f} ms")
+    one = results["cp_1_step"]["median_ms"]
+    ratios = {
+        "cp1_over_ddim10": one / results["dp_ddim_10"]["median_ms"],
+        "cp1_over_ddpm100": one / results["dp_ddpm_100"]["median_ms"],
+    }
+    doc = {
+        "benchmark": "policy inference latency, batch 1, one act() call",
+        "torch": torch.__version__, "threads": args.threads, "machine": platform.machine(),
+        "network": {"params": sum(p.numel() for p in dp.parameters()), "down_dims": list(cfg.down_dims),
+                    "horizon": cfg.horizon, "state_dim": cfg.state_dim, "action_dim": cfg.action_dim,
+                    "cameras": list(cfg.cameras), "source": args.checkpoint or args.recipe},
+        "results": results, "ratios": ratios,
+        "targets": {"cp1_over_ddim10_max": 0.2, "cp1_over_ddpm100_max": 0.05},
+        "meets_targets": ratios["cp1_over_ddim10"] <= 0.2 and ratios["cp1_over_ddpm100"] <= 0.05,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(out)
+    print(f"cp 1-step / ddim-10 = {ratios['cp1_over_ddim10']:.3f}, / ddpm-100 = {ratios['cp1_over_ddpm100']:.4f}; wrote {out}")
+    return 0

@@ -1,0 +1,37 @@
+"""``robolearn distill --teacher runs/peg_dp --out runs/peg_cp [--policy policies/consistency.yaml] [--data DIR]``"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--teacher", required=True, help="diffusion policy run or checkpoint folder")
+    parser.add_argument("--out", required=True, help="run directory for the consistency student")
+    parser.add_argument("--policy", default="policies/consistency.yaml",
+                        help="consistency recipe: its consistency settings and train section are used; "
+                             "the network and horizons come from the teacher")
+    parser.add_argument("--data", default=None, help="demo episode store (default: the teacher's training data)")
+    parser.add_argument("--steps", type=int, default=None, help="total distillation steps (overrides the recipe)")
+    parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from robolearn.train import checkpoint as ckpt
+    from robolearn.train.bc import load_episodes, load_recipe
+    from robolearn.train.distill import distill
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = load_recipe(args.policy)
+    data = args.data or ckpt.read_config(args.teacher)[2].get("data")
+    if not data:
+        raise ValueError("the teacher checkpoint does not record its data; pass --data")
+    episodes = load_episodes(data, success_only=recipe.train.success_only)
+    result = distill(args.teacher, recipe, episodes, args.out, steps=args.steps, resume=args.resume,
+                     data_path=str(data), progress=not args.no_progress)
+    print(f"step {result['step']}: final loss {result['loss']:.5f}; checkpoint in {args.out}/checkpoint")
+    return 0
