@@ -158,7 +158,7 @@ def _run_threaded(policy, seconds, **cfg):
 def test_threaded_loop_runs_policy_and_refills_queue():
     loop, sent = _run_threaded(RampPolicy(horizon=8, inc=0.002), 0.6)
     assert loop.policy.calls >= 3  # refilled repeatedly
-    assert loop.stats.dry <= 5 * 1  # at most the first policy step before the first chunk
+    assert loop.stats.dry <= 15  # only before the first chunk (a few policy steps on a loaded machine)
     q = np.array([q for _, q in sent])
     assert q[-1, 0] > q[0, 0] + 0.02  # the ramp moved the joint
     rep = loop.report()
@@ -188,3 +188,23 @@ def test_nan_chunk_never_reaches_the_wire():
     assert loop.stats.bad_chunks >= 1 and "non-finite" in loop.last_error
     assert all(np.all(np.isfinite(q)) for _, q in sent)
     assert loop.queue.chunks_merged == 0
+
+
+class HistoryPolicy(RampPolicy):
+    """Keeps an observation history, like the chunk policies (observe() between inferences)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.observed = 0
+
+    def observe(self, obs):
+        self.observed += 1
+
+
+def test_history_policies_observe_every_policy_step():
+    policy = HistoryPolicy(horizon=8, inc=0.001)
+    loop, _ = _run_threaded(policy, 0.6)
+    steps = loop.stats.depth.n  # policy steps while running
+    assert policy.observed > 0
+    seen = policy.observed + policy.calls
+    assert steps - 3 <= seen <= steps + 1, (seen, steps)

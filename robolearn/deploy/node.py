@@ -28,7 +28,7 @@ def build_kinematics(cfg: RobotConfig, **env_overrides):
         from robolearn.deploy.sim_kinematics import SimKinematics, SimTaskObs
 
         kin = SimKinematics(cfg.kinematics, **env_overrides)
-        return kin, SimTaskObs(kin, cfg.object_pose_topic)
+        return kin, SimTaskObs(kin, cfg.object_pose_topic, cfg.cameras)
     return None, JointStateObs()
 
 

@@ -35,7 +35,7 @@ class SimKinematics:
 class SimTaskObs:
     """Builds ``{"state": ...}`` in the task's ``state_layout`` order from a RobotState."""
 
-    def __init__(self, kin: SimKinematics, object_topic: str = ""):
+    def __init__(self, kin: SimKinematics, object_topic: str = "", cameras: tuple[str, ...] = ()):
         self.kin = kin
         self.layout = list(kin.env.unwrapped.state_layout)
         self.object_topic = object_topic
@@ -46,7 +46,7 @@ class SimTaskObs:
         if extra not in (0, 7):
             raise ValueError(f"state layout {self.layout}: the privileged part must be one object pose (7 values)")
         self.needs_object = extra == 7
-        self.cameras = tuple(getattr(kin.env.unwrapped, "cameras", ()))
+        self.cameras = tuple(cameras)  # the robot config's cameras (the kinematic copy renders nothing)
 
     def build(self, state) -> dict:
         pos, quat = self.kin.forward_kinematics(state.q)
