@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,ros
+EXTRAS ?= dev,ros,lerobot
 PY := $(VENV)/bin/python
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
