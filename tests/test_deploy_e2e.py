@@ -151,6 +151,7 @@ def test_nan_and_out_of_range_never_reach_the_wire(rig):
     cfg = rig["cfg"]
     lo, hi = np.array(cfg.joint_lower), np.array(cfg.joint_upper)
     t0 = time.monotonic()
+    holds0 = rig["serve"]()["safety"]["holds"]
     rig["mode"].write_text("bad")
     _wait(lambda: rig["serve"]()["bad_chunks"] >= 3, 5, "NaN chunks to be rejected")
     rig["mode"].write_text("badshape")
@@ -163,11 +164,12 @@ def test_nan_and_out_of_range_never_reach_the_wire(rig):
     assert cmds, "the loop kept commanding (holds) while the policy misbehaved"
     q = np.array([c[2][:7] for c in cmds])
     assert np.all(np.isfinite(q)) and np.all(q >= lo - 1e-9) and np.all(q <= hi + 1e-9)
-    # every step obeys the rate limit, except the switch to a hold at the measured position (which is
-    # then repeated: the robot is told to stay where it is)
-    jumps = np.flatnonzero(np.abs(np.diff(q, axis=0)).max(axis=1) > cfg.max_joint_velocity / cfg.command_hz + 1e-9)
-    for j in jumps:
-        assert j + 2 < len(q) and np.array_equal(q[j + 1], q[j + 2]), f"unlimited step {j} is not a hold"
+    # every step obeys the rate limit, except a switch to a hold at the measured position: that jump is
+    # the tracking error (small), and there are no more of them than holds the node counted
+    steps = np.abs(np.diff(q, axis=0)).max(axis=1)
+    jumps = np.flatnonzero(steps > cfg.max_joint_velocity / cfg.command_hz + 1e-9)
+    assert len(jumps) <= rig["serve"]()["safety"]["holds"] - holds0
+    assert steps.max() < 0.1
     assert np.all(np.abs(np.array([c[2][7] for c in cmds])) <= 1.0)
 
 
