@@ -287,3 +287,9 @@ def test_stats_helpers_match_direct_computation():
     np.testing.assert_allclose(s["mean"][:, 0, 0], [0.5, 0, 0])
     np.testing.assert_allclose(s["std"][:, 0, 0], [0.5, 0, 0])
     assert s["count"].tolist() == [2]
+    frames = rng.integers(0, 200, size=(4, 6, 5, 3), dtype=np.uint8)
+    px = frames.reshape(-1, 3) / 255.0
+    s = image_stats(frames)
+    np.testing.assert_allclose(s["mean"].ravel(), px.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(s["std"].ravel(), px.std(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(s["max"].ravel(), px.max(axis=0))
