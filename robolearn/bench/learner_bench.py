@@ -1,0 +1,189 @@
+"""``robolearn bench learner``: SAC/RLPD updates per second, FLOP rate vs a measured matmul peak.
+
+Configs run interleaved (round-robin, several rounds, medians reported) so that load changes on a
+shared machine hit all of them alike: the RLPD default (10 critics, batched), the same ensemble as a
+Python loop of modules, plain SAC (2 critics), optionally their ``torch.compile`` variants, and
+Stable-Baselines3's SAC update at the same sizes when it is installed (extra ``bench``).
+FLOPs per update are counted by ``torch.utils.flop_counter`` on a real update, not estimated.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", default="runs/bench/learner.json")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--state-dim", type=int, default=17)
+    parser.add_argument("--action-dim", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--updates", type=int, default=20, help="updates per config per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile variants (cold compile 40-90 s)")
+    parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3 even if installed")
+
+
+def matmul_peak(threads: int, n: int = 1024, reps: int = 10) -> float:
+    """Best achieved fp32 GFLOP/s of an n x n matmul on this machine (the denominator of the fraction)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    return best / 1e9
+
+
+def _batch(b: int, state_dim: int, action_dim: int):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    return {"obs": {"state": torch.randn(b, state_dim, generator=g)},
+            "next_obs": {"state": torch.randn(b, state_dim, generator=g)},
+            "action": torch.rand(b, action_dim, generator=g) * 2 - 1,
+            "reward": torch.randn(b, generator=g), "discount": torch.full((b,), 0.99)}
+
+
+def _agent_runner(cfg, state_dim, action_dim, batch, loop=False):
+    from robolearn.rl.networks import LoopCritic
+    from robolearn.rl.sac import SACAgent
+
+    agent = SACAgent(cfg, state_dim, action_dim, seed=0)
+    if loop:  # swap in the loop-of-modules ensemble (same weights), rebuild the critic optimizer
+        import copy
+
+        from robolearn.rl.sac import _adam
+
+        agent.critic = LoopCritic(agent.critic)
+        agent.target_critic = copy.deepcopy(agent.critic).requires_grad_(False)
+        agent.critic_params = list(agent.critic.parameters())
+        agent.critic_opt = _adam(agent.critic_params, cfg.critic_lr, cfg.fused_adam)
+        agent._target_list = list(agent.target_critic.parameters())
+        agent._online_list = list(agent.critic.parameters())
+    k = {"n": 0}
+
+    def step():  # RLPD schedule: actor every `actor_every` critic updates (1 here: every update)
+        agent.update(batch, update_actor=True)
+        k["n"] += 1
+
+    return agent, step
+
+
+def _flops(step) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        step()
+    return float(fc.get_total_flops())
+
+
+def _sb3_runner(state_dim, action_dim, batch, hidden):
+    import gymnasium as gym
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.logger import configure
+
+    class _Env(gym.Env):
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)
+        action_space = gym.spaces.Box(-1, 1, (action_dim,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            return np.zeros(state_dim, np.float32), {}
+
+        def step(self, a):
+            return np.zeros(state_dim, np.float32), 0.0, False, False, {}
+
+    model = SAC("MlpPolicy", _Env(), buffer_size=5000, learning_starts=0, batch_size=batch, device="cpu",
+                policy_kwargs={"net_arch": [hidden, hidden]}, seed=0)
+    model.set_logger(configure(None, []))
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        o = rng.normal(size=(1, state_dim)).astype(np.float32)
+        model.replay_buffer.add(o, o, rng.uniform(-1, 1, (1, action_dim)).astype(np.float32),
+                                np.zeros(1), np.zeros(1), [{}])
+
+    def step():
+        model.train(gradient_steps=1, batch_size=batch)
+
+    return model, step
+
+
+def run(args) -> int:
+    import torch
+
+    from robolearn.bench.common import machine_info, median, write_json
+    from robolearn.rl.sac import SACConfig
+
+    torch.set_num_threads(args.threads)
+    sd, ad, b, h = args.state_dim, args.action_dim, args.batch, args.hidden
+    batch = _batch(b, sd, ad)
+    base = dict(hidden=(h, h), batch_size=b)
+    configs: dict[str, tuple] = {
+        "rlpd_10_critics_batched": (SACConfig(**base, num_critics=10), False),
+        "rlpd_10_critics_loop": (SACConfig(**base, num_critics=10), True),
+        "sac_2_critics": (SACConfig(**base, num_critics=2, backup_entropy=True), False),
+    }
+    if args.compile:
+        configs["rlpd_10_critics_compiled"] = (SACConfig(**base, num_critics=10, compile=True), False)
+        configs["sac_2_critics_compiled"] = (SACConfig(**base, num_critics=2, backup_entropy=True, compile=True), False)
+    runners, flops, notes = {}, {}, {}
+    for name, (cfg, loop) in configs.items():
+        _, step = _agent_runner(cfg, sd, ad, batch, loop)
+        t = time.perf_counter()
+        for _ in range(3):  # warm-up (includes the cold compile for compiled variants)
+            step()
+        notes[name] = {"warmup_s": round(time.perf_counter() - t, 2)}
+        flops[name] = _flops(step) if not cfg.compile else None
+        runners[name] = step
+    for name in list(flops):
+        if flops[name] is None:  # compiled graphs hide ops from the counter; same math as eager
+            flops[name] = flops[name.replace("_compiled", "_batched") if "rlpd" in name else "sac_2_critics"]
+    if not args.no_sb3:
+        try:
+            _, step = _sb3_runner(sd, ad, b, h)
+            step()
+            runners["sb3_sac_2_critics"] = step
+            flops["sb3_sac_2_critics"] = flops["sac_2_critics"]  # same layer sizes, same update math
+        except ImportError:
+            notes["sb3_sac_2_critics"] = "stable-baselines3 not installed (pip install -e .[bench])"
+    peak_before = matmul_peak(args.threads)
+    rates: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(args.rounds):
+        for name, step in runners.items():
+            t = time.perf_counter()
+            for _ in range(args.updates):
+                step()
+            rates[name].append(args.updates / (time.perf_counter() - t))
+    peak = max(peak_before, matmul_peak(args.threads))
+    results = {}
+    for name, rs in rates.items():
+        ups = median(rs)
+        gflop = flops[name] / 1e9
+        results[name] = {"updates_per_s": round(ups, 2), "updates_per_s_rounds": [round(r, 2) for r in rs],
+                         "gflop_per_update": round(gflop, 4), "achieved_gflops": round(ups * gflop, 2),
+                         "fraction_of_matmul_peak": round(ups * gflop / peak, 3),
+                         **(notes.get(name) or {})}
+    ratios = {}
+    if "sb3_sac_2_critics" in results:
+        ratios["sac_2_critics_vs_sb3"] = round(results["sac_2_critics"]["updates_per_s"]
+                                               / results["sb3_sac_2_critics"]["updates_per_s"], 2)
+    ratios["batched_vs_loop_10_critics"] = round(results["rlpd_10_critics_batched"]["updates_per_s"]
+                                                 / results["rlpd_10_critics_loop"]["updates_per_s"], 2)
+    out = {"bench": "learner", "machine": machine_info(), "load_average": list(os.getloadavg()),
+           "sizes": {"state_dim": sd, "action_dim": ad, "batch": b, "hidden": [h, h]},
+           "matmul_peak_gflops": round(peak, 1), "rounds": args.rounds, "updates_per_round": args.updates,
+           "results": results, "ratios": ratios,
+           "notes": {k: v for k, v in notes.items() if isinstance(v, str)}}
+    path = write_json(out, args.out)
+    for name, r in results.items():
+        print(f"{name:28s} {r['updates_per_s']:8.1f} upd/s  {r['achieved_gflops']:7.1f} GFLOP/s "
+              f"({100 * r['fraction_of_matmul_peak']:.0f}% of {peak:.0f})")
+    print(f"ratios: {ratios}\nwrote {path}")
+    return 0
