@@ -113,3 +113,23 @@ def test_existing_run_needs_resume_and_bad_config_names_key(tmp_path):
         build_config("rlpd", {"agent": {"nope": 1}})
     with pytest.raises(KeyError, match="unknown algo"):
         build_config("ppo")
+
+
+def test_plot_curve_mean_and_range_across_seeds(tmp_path):
+    from robolearn.train import plot_cmd
+    from robolearn.train.logging import ScalarLogger
+
+    for seed, vals in enumerate([[1.0, 3.0, 5.0], [3.0, 5.0, 9.0]]):
+        with ScalarLogger(tmp_path / f"s{seed}", tensorboard=False) as log:
+            for step, v in zip([10, 20, 30], vals):
+                log.log(step, {"eval/return": v, "other": -v})
+    c = plot_cmd.curve([str(tmp_path / "s0"), str(tmp_path / "s1")], "eval/return")
+    assert c["steps"] == [10, 20, 30] and c["mean"] == [2.0, 4.0, 7.0]
+    assert c["min"] == [1.0, 3.0, 5.0] and c["max"] == [3.0, 5.0, 9.0]
+    with pytest.raises(ValueError, match="no values"):
+        plot_cmd.curve([str(tmp_path / "s0")], "eval/missing")
+    import argparse
+    parser = argparse.ArgumentParser()
+    plot_cmd.add_arguments(parser)
+    args = parser.parse_args([str(tmp_path / "s0"), "--curve", str(tmp_path / "s1"), "--out", str(tmp_path / "c.png")])
+    assert plot_cmd.run(args) == 0 and (tmp_path / "c.png").stat().st_size > 1000
