@@ -208,3 +208,30 @@ def test_history_policies_observe_every_policy_step():
     assert policy.observed > 0
     seen = policy.observed + policy.calls
     assert steps - 3 <= seen <= steps + 1, (seen, steps)
+
+
+def test_estop_hold_is_always_the_last_command_even_mid_publish():
+    sent, gate, entered = [], threading.Event(), threading.Event()
+
+    def publish(q, g):
+        sent.append(q.copy())
+        if len(sent) == 1:  # the loop is inside its publish when the e-stop arrives
+            entered.set()
+            gate.wait(2)
+    mapper = JointPositionMapper(lower=[-1, -1], upper=[1, 1], gripper=False)
+    loop = ControllerLoop(RampPolicy(), mapper, JointStateObs(), publish, [-1, -1], [1, 1], LoopConfig())
+    loop.set_enabled(True)
+    loop.queue.merge(np.full((10, 2), 0.5), 0)
+    loop.on_state(state([0.2, 0.3], 0.0))
+    tick = threading.Thread(target=loop.step, kwargs={"now": 0.0})
+    tick.start()
+    assert entered.wait(2)
+    estop = threading.Thread(target=loop.set_estop, args=(True,))
+    estop.start()
+    time.sleep(0.05)
+    gate.set()
+    tick.join(2)
+    estop.join(2)
+    assert len(sent) == 2
+    np.testing.assert_allclose(sent[-1], [0.2, 0.3])  # the hold at the measured position came last
+    assert loop.step(now=0.01) == "estop" and len(sent) == 2

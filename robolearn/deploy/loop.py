@@ -148,13 +148,18 @@ class ControllerLoop:
         self._segment = None
         state = self.latest_state()
         if state is not None:
-            self._send(self.filter.hold(state.q), None)
+            self._send(self.filter.hold(state.q), None, estop_hold=True)
 
     # ---- output ----------------------------------------------------------------------------------
-    def _send(self, q: np.ndarray, gripper: float | None) -> None:
+    def _send(self, q: np.ndarray, gripper: float | None, estop_hold: bool = False) -> bool:
+        """Publish unless disabled / e-stopped meanwhile. The check and the publish share a lock with the
+        e-stop's own hold, so that hold is always the last command on the wire."""
         with self._pub_lock:
+            if not estop_hold and not self.filter.active:
+                return False
             self._publish(q, gripper)
             self.stats.published += 1
+            return True
 
     # ---- one tick ----------------------------------------------------------------------------------
     def step(self, now: float | None = None) -> str:
