@@ -287,6 +287,7 @@ def run_training(policy: torch.nn.Module, loss_fn: LossFn, dataset: ChunkDataset
 def train_bc(recipe: Recipe, episodes: Iterable, out: str | Path, *, steps: int | None = None,
              resume: bool = False, data_path: str | None = None, progress: bool = True) -> dict[str, Any]:
     dataset = ChunkDataset(list(episodes), recipe.policy.n_obs_steps, recipe.policy.horizon, recipe.policy.cameras)
+    torch.manual_seed(recipe.train.seed)  # initial weights depend on the recipe's seed only
     policy = build_policy(recipe, dataset)
     meta = {"data": data_path, "trainer": "bc", "train": _plain(recipe.train)}
     return run_training(policy, lambda p, b: p.compute_loss(b), dataset, recipe.train, out,

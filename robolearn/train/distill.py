@@ -89,6 +89,7 @@ def distill(teacher_path: str | Path, recipe, episodes, out: str | Path, *, step
         raise ValueError(f"distill needs a consistency recipe, got type {recipe.type!r}")
     rc = recipe.policy
     sigmas, _ = teacher_grid(teacher, rc.sigma_min, rc.sigma_max)
+    torch.manual_seed(recipe.train.seed)
     student = ConsistencyPolicy(student_config(teacher.config, rc, float(sigmas[-1])))
     own = student.state_dict()
     src = teacher.state_dict()

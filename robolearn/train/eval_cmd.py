@@ -23,14 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from robolearn.train.evaluate import evaluate, load_policy, save_json
+    from robolearn.train.evaluate import evaluate, load_policy, sampling_kwargs, save_json
 
     if args.threads:
         torch.set_num_threads(args.threads)
     policy = load_policy(args.checkpoint)
-    stem = args.name or "_".join(
-        [args.env.replace("/", "-"), policy.type] + ([args.sampler] if args.sampler else []) + ([f"{args.steps}steps"] if args.steps else [])
-    )
+    kw = sampling_kwargs(policy, args.sampler, args.steps)
+    tag = f"{kw.get('sampler', 'cm')}{kw['steps']}"
+    stem = args.name or f"{args.env.replace('/', '-')}_{policy.type}_{tag}"
     out = Path(args.out) if args.out else Path(args.checkpoint) / "eval"
     result = evaluate(policy, args.env, args.episodes, seed=args.seed, sampler=args.sampler, steps=args.steps,
                       video_episodes=args.video_episodes, video_dir=out / f"{stem}_videos",

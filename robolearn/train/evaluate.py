@@ -35,19 +35,15 @@ def load_policy(path: str | Path, device: str = "cpu", expected_type: str | None
 
 
 def sampling_kwargs(policy, sampler: str | None = None, steps: int | None = None) -> dict[str, Any]:
-    """Per-type sampling overrides: diffusion takes (sampler, steps), consistency takes steps."""
-    kw: dict[str, Any] = {}
+    """Explicit sampling settings (defaults from the config): diffusion (sampler, steps), consistency (steps)."""
+    cfg = policy.config
     if policy.type == "diffusion":
-        if sampler:
-            kw["sampler"] = sampler
-        if steps:
-            kw["steps"] = steps
-    else:
-        if sampler:
-            raise ValueError(f"--sampler applies to diffusion policies, not {policy.type!r}")
-        if steps:
-            kw["steps"] = steps
-    return kw
+        kind = sampler or cfg.sampler
+        default = cfg.num_train_timesteps if kind == "ddpm" else cfg.num_inference_steps
+        return {"sampler": kind, "steps": int(steps or default)}
+    if sampler:
+        raise ValueError(f"--sampler applies to diffusion policies, not {policy.type!r}")
+    return {"steps": int(steps or getattr(cfg, "inference_steps", 1))}
 
 
 class PolicySource:
@@ -129,7 +125,7 @@ def evaluate(policy, env_name: str, episodes: int = 50, seed: int = 100_000, sam
     k = sum(r["success"] for r in results)
     lo, hi = wilson_interval(k, episodes)
     return {
-        "env": env_name, "policy_type": policy.type, "sampling": sample_kw or "default",
+        "env": env_name, "policy_type": policy.type, "sampling": sample_kw,
         "episodes": episodes, "successes": k, "success_rate": k / episodes, "ci95": [lo, hi],
         "mean_length": float(np.mean([r["length"] for r in results])),
         "mean_return": float(np.mean([r["return"] for r in results])),
