@@ -130,7 +130,11 @@ class OnlineTrainer:
         spec = ObsSpec.from_space(self.env.observation_space)
         self.action_dim = int(self.env.action_space.shape[0])
         self.agent = SACAgent(cfg.agent, spec.state_dim, self.action_dim, spec.images, seed=self.seed)
-        cap = min(cfg.train.buffer_capacity, cfg.train.steps * 2 + 16)  # obs slots: <= 2 per env step
+        # State-only buffers take the configured capacity (untouched pages cost no memory), so a resumed
+        # run may raise --steps; frame buffers are sized to the run (<= 2 obs slots per env step).
+        cap = cfg.train.buffer_capacity
+        if spec.images:
+            cap = min(cap, cfg.train.steps * 2 + 16)
         self.online = ReplayBuffer(cap, spec, self.action_dim, seed=self.seed + 2)
         self.demo = None
         if self.demos_path:
