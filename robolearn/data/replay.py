@@ -202,8 +202,9 @@ class ReplayBuffer:
                 "num_transitions": self.num_transitions, "cur": self._cur, "action_dim": self.action_dim,
                 "state_dim": self.spec.state_dim, "images": {k: list(v) for k, v in self.spec.images.items()},
                 "rng": self.rng.bit_generator.state}
-        arrays = {k: getattr(self, k) for k in self._ARRAYS}
-        arrays.update({f"images.{cam}": arr for cam, arr in self.images.items()})
+        n = self.size  # slots 0..size-1 are the filled ones (writing starts at 0 and wraps only when full)
+        arrays = {k: getattr(self, k)[:n] for k in self._ARRAYS}
+        arrays.update({f"images.{cam}": arr[:n] for cam, arr in self.images.items()})
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
         try:
@@ -231,10 +232,15 @@ class ReplayBuffer:
             raise ValueError(f"replay buffer {path} has capacity/state/action "
                              f"{meta['capacity'], meta['state_dim'], meta['action_dim']}, expected "
                              f"{self.capacity, self.spec.state_dim, self.action_dim}")
-        for k in self._ARRAYS:
-            getattr(self, k)[...] = data[k]
-        for cam in self.images:
-            self.images[cam][...] = data[f"images.{cam}"]
+        n = int(meta["size"])
+        try:
+            for k in self._ARRAYS:
+                getattr(self, k)[n:] = 0 if k != "episode" else -1
+                getattr(self, k)[:n] = data[k]
+            for cam in self.images:
+                self.images[cam][:n] = data[f"images.{cam}"]
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"corrupt replay buffer file {path}: {exc}") from exc
         self.ptr, self.size, self.num_episodes = meta["ptr"], meta["size"], meta["num_episodes"]
         self.num_transitions, self._cur = meta["num_transitions"], meta["cur"]
         self.rng.bit_generator.state = meta["rng"]
