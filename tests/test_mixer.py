@@ -27,6 +27,7 @@ def test_mixer_draws_fixed_fraction_from_demos(fraction, expected):
         assert from_demo == expected  # exactly, every batch
         assert b["action"].shape == (256, 1) and b["reward"].shape == (256,)
         assert torch.equal(b["action"][:, 0], b["obs"]["state"][:, 0])  # rows stay aligned across keys
+        assert torch.equal(b["is_demo"], b["obs"]["state"][:, 0] > 0)  # the demo mask marks demo rows
 
 
 def test_mixer_without_demos_and_bad_fraction():

@@ -109,6 +109,10 @@ def test_existing_run_needs_resume_and_bad_config_names_key(tmp_path):
         OnlineTrainer(cfg, "toy/track", tmp_path / "r", env_factory=_factory(4)).run(progress=False)
     with pytest.raises(ValueError, match="seed"):
         OnlineTrainer(cfg, "toy/track", tmp_path / "r", seed=3, env_factory=_factory(4)).run(resume=True, progress=False)
+    other = _cfg(steps=20, warmup_steps=5)
+    other.agent.critic_lr = 1e-4
+    with pytest.raises(ValueError, match="different agent config"):
+        OnlineTrainer(other, "toy/track", tmp_path / "r", env_factory=_factory(4)).run(resume=True, progress=False)
     with pytest.raises(ValueError, match="'nope'"):
         build_config("rlpd", {"agent": {"nope": 1}})
     with pytest.raises(KeyError, match="unknown algo"):

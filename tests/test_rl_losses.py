@@ -87,3 +87,12 @@ def test_polyak_moves_target_by_tau():
     t, s = [torch.zeros(3)], [torch.ones(3)]
     losses.polyak_(t, s, 0.25)
     assert torch.allclose(t[0], torch.full((3,), 0.25))
+
+
+def test_bc_loss_only_on_masked_rows():
+    pred = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.5, 0.0]])
+    target = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.5, 1.0]])
+    mask = torch.tensor([True, False, True])
+    # rows 0 and 2: squared errors 1 and 1 -> mean 1; row 1 (error 2) is not a demo row
+    assert losses.bc_loss(pred, target, mask).item() == pytest.approx(1.0)
+    assert losses.bc_loss(pred, target, torch.zeros(3, dtype=torch.bool)).item() == 0.0

@@ -42,6 +42,13 @@ def actor_loss(q: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor | fl
     return (alpha * log_prob - q.mean(dim=0)).mean()
 
 
+def bc_loss(pred_action: torch.Tensor, target_action: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared action error over the rows where ``mask`` is true (demo rows); 0 when none are."""
+    err = (pred_action - target_action).pow(2).sum(-1)
+    m = mask.to(err.dtype)
+    return (err * m).sum() / m.sum().clamp_min(1.0)
+
+
 def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
     """alpha * (entropy - target): raises alpha when the policy entropy falls below the target."""
     entropy = -log_prob.detach().mean()

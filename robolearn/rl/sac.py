@@ -35,6 +35,7 @@ class SACConfig:
     target_entropy: float | None = None   # None -> -target_entropy_scale * |A|
     target_entropy_scale: float = 0.5
     backup_entropy: bool = False          # subtract alpha * log pi in the TD target
+    bc_weight: float = 0.0                # optional BC term on demo rows (0 = pure RLPD; >0 as TD3+BC/ConRFT)
     utd_ratio: int = 1                    # critic updates per env step
     actor_every: int = 1                  # actor + temperature update every k critic updates
     batch_size: int = 256
@@ -64,6 +65,8 @@ class SACConfig:
         for name in ("actor_lr", "critic_lr", "temp_lr", "init_temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.bc_weight < 0:
+            raise ValueError(f"bc_weight must be >= 0, got {self.bc_weight}")
         if self.log_std_min >= self.log_std_max:
             raise ValueError("log_std_min must be < log_std_max")
 
@@ -149,11 +152,14 @@ class SACAgent:
         q = self.critic(feat, action)
         return losses.critic_loss(q, target), q.detach(), feat.detach()
 
-    def _actor_loss(self, feat, noise, alpha):
+    def _actor_loss(self, feat, noise, alpha, demo_action, demo_mask):
         mean, log_std = self.actor(feat)
         action, logp = losses.tanh_gaussian_sample(mean, log_std, noise)
         q = self.critic(feat, action)
-        return losses.actor_loss(q, logp, alpha), logp.detach()
+        loss = losses.actor_loss(q, logp, alpha)
+        if self.cfg.bc_weight > 0:
+            loss = loss + self.cfg.bc_weight * losses.bc_loss(torch.tanh(mean), demo_action, demo_mask)
+        return loss, logp.detach()
 
     def update(self, batch: dict, update_actor: bool = True) -> dict[str, float]:
         """One critic step (and, when ``update_actor``, one actor + temperature step); Polyak target."""
@@ -172,7 +178,10 @@ class SACAgent:
         metrics = {"critic_loss": float(c_loss.detach()), "q_mean": float(q.mean())}
         if update_actor:
             noise = torch.randn((b, self.action_dim), generator=g)
-            a_loss, logp = self._actor_fn(feat, noise, alpha)
+            demo_mask = batch.get("is_demo")
+            if demo_mask is None:
+                demo_mask = torch.zeros(b, dtype=torch.bool)
+            a_loss, logp = self._actor_fn(feat, noise, alpha, batch["action"], demo_mask)
             grads = torch.autograd.grad(a_loss, self.actor_params)  # no wasted critic weight grads
             for p, gr in zip(self.actor_params, grads):
                 p.grad = gr

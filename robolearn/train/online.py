@@ -197,6 +197,12 @@ class OnlineTrainer:
         if state["env"] != self.env_name or state["seed"] != self.seed:
             raise ValueError(f"checkpoint {ck} is for env {state['env']!r} seed {state['seed']}, "
                              f"not {self.env_name!r} seed {self.seed}")
+        saved = json.loads((ck / "config.json").read_text())
+        # keys added to SACConfig after the checkpoint was written count as their defaults
+        saved_agent = {**json.loads(json.dumps(to_dict(SACConfig()))), **saved.get("agent", {})}
+        if saved_agent != json.loads(json.dumps(to_dict(self.cfg.agent))):
+            raise ValueError(f"checkpoint {ck} was trained with a different agent config; resume with the same "
+                             f"recipe and --set flags (saved: {saved_agent})")
         tensors = load_file(str(ck / "train_state.safetensors"))
         torch.set_rng_state(tensors.pop("torch_rng"))
         self.agent.load_state_tensors(tensors)
