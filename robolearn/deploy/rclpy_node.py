@@ -16,6 +16,7 @@ from robolearn.config_io import from_dict
 from robolearn.hardware.robot_config import RobotConfig
 
 NODE_PARAMS = {"robot_config": "hardware/sim_arm.yaml", "checkpoint": "", "policy": "", "start_enabled": False,
+               "inference": "process", "torch_threads": 1, "rt_priority": 0,
                "refill_threshold": 4, "new_weight": 0.5, "freeze": 0, "status_period": 5.0}
 # Robot-config fields exposed as ROS parameters (plain scalars and lists; `extra` is not).
 ROBOT_PARAMS = tuple(f.name for f in dataclasses.fields(RobotConfig) if f.name != "extra")
@@ -74,14 +75,25 @@ def make_node(policy=None, cfg: RobotConfig | None = None, overrides: dict | Non
                 self.declare_parameter(key, default)
             p = lambda key: self.get_parameter(key).value  # noqa: E731
             base = cfg or RobotConfig.load(p("robot_config"))
-            for key, default in robot_parameter_defaults(base).items():
+            declared = robot_parameter_defaults(base)
+            for key, default in declared.items():
                 self.declare_parameter(key, default)
-            self.cfg = config_from_parameters(base, {k: p(k) for k in ROBOT_PARAMS})
-            pol = policy or load_policy_object(p("checkpoint") or None, p("policy") or None)
-            loop_over = dict(refill_threshold=p("refill_threshold"), new_weight=p("new_weight"), freeze=p("freeze"))
-            loop_over.update(overrides or {})
+            self.cfg = config_from_parameters(base, {k: p(k) for k in declared})
+            spec = None
+            if policy is None and p("inference") == "process":  # the loop keeps its GIL to itself
+                spec = {"checkpoint": p("checkpoint") or None, "policy": p("policy") or None,
+                        "threads": int(p("torch_threads"))}
+                if bool(spec["checkpoint"]) == bool(spec["policy"]):
+                    raise ValueError("set exactly one of the parameters checkpoint / policy")
+            elif p("inference") not in ("process", "thread"):
+                raise ValueError(f"parameter inference must be 'process' or 'thread', got {p('inference')!r}")
+            pol = policy if policy is not None or spec else load_policy_object(p("checkpoint") or None,
+                                                                               p("policy") or None)
+            loop_over = dict(refill_threshold=p("refill_threshold"), new_weight=p("new_weight"), freeze=p("freeze"),
+                             rt_priority=p("rt_priority"))
+            loop_over.update({k: v for k, v in (overrides or {}).items() if v is not None})
             msgs = rclpy_messages()
-            self.core = NodeCore(self.cfg, pol, lambda m: None, msgs, loop_over)
+            self.core = NodeCore(self.cfg, pol, lambda m: None, msgs, loop_over, inference_spec=spec)
             cmd_type = msgs.JointTrajectory if self.cfg.command_interface == "trajectory" else msgs.Float64MultiArray
             self.pub = self.create_publisher(cmd_type, self.core.command_topic, QoSProfile(depth=10))
             self.core._publish_msg = self.pub.publish
