@@ -123,9 +123,9 @@ def test_dds_type_and_topic_names():
 def test_loopback_roundtrip_and_qos():
     from cyclonedds.core import Policy
 
-    from robolearn.deploy.dds import DdsBus
+    from robolearn.deploy.dds import DdsBus, free_domain_id
 
-    domain = 100 + os.getpid() % 100
+    domain = free_domain_id(os.getpid() + 53)
     pub, sub = DdsBus(domain), DdsBus(domain)
     assert "lo" in os.environ["CYCLONEDDS_URI"] and "<AllowMulticast>false" in os.environ["CYCLONEDDS_URI"]
     got = []
@@ -149,3 +149,13 @@ def test_loopback_roundtrip_and_qos():
         time.sleep(0.01)
     assert got and got[0] == sent
     assert sub.received["/joint_states"] >= 1
+
+
+def test_free_domain_id_skips_domains_in_use():
+    from robolearn.deploy.dds import DdsBus, domain_in_use, free_domain_id
+
+    d = free_domain_id(os.getpid() + 11)
+    assert not domain_in_use(d)
+    bus = DdsBus(d)  # noqa: F841  (holds the domain's discovery port while alive)
+    assert domain_in_use(d)
+    assert free_domain_id(d - 1) != d

@@ -22,14 +22,14 @@ class Recorder:
 
 
 def test_images_flow_from_sim_robot_to_policy():
-    from robolearn.deploy.dds import DdsBus
+    from robolearn.deploy.dds import DdsBus, free_domain_id
     from robolearn.deploy.dds_node import DdsNode
     from robolearn.deploy.sim_robot import SimRobot
     from robolearn.hardware.robot_config import RobotConfig
 
     root = Path(__file__).resolve().parents[1]
     cfg = dataclasses.replace(RobotConfig.load(root / "hardware/sim_arm.yaml"), cameras=("front",))
-    domain = 1 + (os.getpid() + 101) % 200
+    domain = free_domain_id(os.getpid() + 58)
     robot = SimRobot("sim/peg_insert", cfg, cameras=("front",), image_hz=25, image_size=32, bus=DdsBus(domain))
     policy = Recorder()
     node = DdsNode(cfg, policy, bus=DdsBus(domain))

@@ -65,11 +65,11 @@ def _read(path):
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
     from robolearn.deploy import ros_msgs as M
-    from robolearn.deploy.dds import DdsBus, loopback_config
+    from robolearn.deploy.dds import DdsBus, free_domain_id, loopback_config
     from robolearn.hardware.robot_config import RobotConfig
 
     tmp = tmp_path_factory.mktemp("deploy_e2e")
-    domain = 1 + os.getpid() % 200
+    domain = free_domain_id(os.getpid() + 9)
     mode = tmp / "mode"
     mode.write_text("up")
     env = dict(os.environ, CYCLONEDDS_URI=loopback_config(), **{MODE_ENV: str(mode)})

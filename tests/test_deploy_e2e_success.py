@@ -46,9 +46,9 @@ class HoleSeeker:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_policy_inserts_peg_over_dds(tmp_path, seed):
-    from robolearn.deploy.dds import loopback_config
+    from robolearn.deploy.dds import free_domain_id, loopback_config
 
-    domain = 1 + (os.getpid() + 31 * seed) % 200
+    domain = free_domain_id(os.getpid() + 38)
     env = dict(os.environ, CYCLONEDDS_URI=loopback_config())
     cli = [sys.executable, "-m", "robolearn.cli"]
     status = tmp_path / "robot.json"

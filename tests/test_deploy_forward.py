@@ -35,14 +35,14 @@ def test_forward_interface_end_to_end():
     from pathlib import Path
 
     from robolearn.deploy import ros_msgs as M
-    from robolearn.deploy.dds import DdsBus
+    from robolearn.deploy.dds import DdsBus, free_domain_id
     from robolearn.deploy.dds_node import DdsNode
     from robolearn.deploy.sim_robot import SimRobot
     from robolearn.hardware.robot_config import RobotConfig
 
     root = Path(__file__).resolve().parents[1]
     cfg = dataclasses.replace(RobotConfig.load(root / "hardware/sim_arm.yaml"), command_interface="forward")
-    domain = 1 + (os.getpid() + 7) % 200
+    domain = free_domain_id(os.getpid() + 57)
     robot = SimRobot("sim/peg_insert", cfg, bus=DdsBus(domain))
     node = DdsNode(cfg, Up(), bus=DdsBus(domain))
     probe = DdsBus(domain)

@@ -176,7 +176,7 @@ def run_one(name: str, policy, cfg, domain: int, seconds: float, loop_overrides:
 
 def run(args) -> int:
     from robolearn.bench.common import machine_info, write_json
-    from robolearn.deploy.dds import loopback_config, use_loopback
+    from robolearn.deploy.dds import free_domain_id, loopback_config, use_loopback
     from robolearn.hardware.robot_config import RobotConfig
 
     if args.seconds <= 0:
@@ -188,7 +188,7 @@ def run(args) -> int:
         raise ValueError("bench loop measures the JointTrajectory path: use a robot config with command_interface trajectory")
     names = [n for n in args.policies.split(",") if n]
     policies = build_policies(args, names) if args.inference == "thread" else {n: None for n in names}
-    domain = args.domain if args.domain is not None else 1 + os.getpid() % 200
+    domain = args.domain if args.domain is not None else free_domain_id(os.getpid())
     results = []
     for name in names:
         env = dict(os.environ, CYCLONEDDS_URI=os.environ.get("CYCLONEDDS_URI", loopback_config()))

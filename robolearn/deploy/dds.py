@@ -34,6 +34,31 @@ def use_loopback(force: bool = False) -> None:
         os.environ["CYCLONEDDS_URI"] = loopback_config()
 
 
+def domain_in_use(domain_id: int) -> bool:
+    """True when some participant already holds the first discovery port of this domain on this host
+    (RTPS: 7400 + 250 * domain + 10 for participant index 0)."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("", 7410 + 250 * domain_id))
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.close()
+
+
+def free_domain_id(seed: int, low: int = 1, high: int = 200) -> int:
+    """A domain id no local participant uses yet, searched from ``seed`` (tests: one domain per test)."""
+    span = high - low + 1
+    for k in range(span):
+        d = low + (seed + k) % span
+        if not domain_in_use(d):
+            return d
+    raise RuntimeError(f"every DDS domain in [{low}, {high}] is in use on this host")
+
+
 def dds_topic_name(ros_topic: str) -> str:
     """``/ns/name`` -> ``rt/ns/name`` (ROS 2 topic names must be absolute here)."""
     if not ros_topic or not ros_topic.startswith("/") or ros_topic.endswith("/") or "//" in ros_topic:
