@@ -21,8 +21,8 @@ def _data():
 
 
 @pytest.mark.parametrize("kind,steps,sample_kw,max_mean_err", [
-    ("diffusion", 400, {"sampler": "ddim", "steps": 10}, 0.15),
-    ("consistency", 250, {"steps": 1}, 0.08),
+    ("diffusion", 350, {"sampler": "ddim", "steps": 10}, 0.15),
+    ("consistency", 150, {"steps": 1}, 0.08),
 ])
 def test_tiny_policy_overfits(kind, steps, sample_kw, max_mean_err):
     torch.manual_seed(0)
