@@ -52,15 +52,15 @@ def test_policy_inserts_peg_over_dds(tmp_path, seed):
     env = dict(os.environ, CYCLONEDDS_URI=loopback_config())
     cli = [sys.executable, "-m", "robolearn.cli"]
     status = tmp_path / "robot.json"
-    sim = subprocess.Popen(cli + ["sim-robot", "--env", "sim/peg_insert", "--domain", str(domain), "--seconds", "40",
+    sim = subprocess.Popen(cli + ["sim-robot", "--env", "sim/peg_insert", "--domain", str(domain), "--seconds", "80",
                                   "--seed", str(seed), "--set", "hole_yaw=0.0", "--status-file", str(status)],
                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     serve = subprocess.Popen(cli + ["serve", "--policy", f"{__file__}:HoleSeeker", "--domain", str(domain),
-                                    "--seconds", "40", "--enable", "--print-every", "0",
+                                    "--seconds", "80", "--enable", "--print-every", "0",
                                     "--status-file", str(tmp_path / "serve.json")],
                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 35
+        deadline = time.time() + 70  # generous: the machine may be loaded
         s = {}
         while time.time() < deadline:
             time.sleep(0.2)
