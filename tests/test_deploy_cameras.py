@@ -21,14 +21,15 @@ class Recorder:
         return np.zeros((4, 7))
 
 
-def test_images_flow_from_sim_robot_to_policy():
+@pytest.mark.parametrize("topic", ["/camera/{camera}/image_raw", "/camera/{camera}/image_raw/compressed"])
+def test_images_flow_from_sim_robot_to_policy(topic):
     from robolearn.deploy.dds import DdsBus, free_domain_id
     from robolearn.deploy.dds_node import DdsNode
     from robolearn.deploy.sim_robot import SimRobot
     from robolearn.hardware.robot_config import RobotConfig
 
     root = Path(__file__).resolve().parents[1]
-    cfg = dataclasses.replace(RobotConfig.load(root / "hardware/sim_arm.yaml"), cameras=("front",))
+    cfg = dataclasses.replace(RobotConfig.load(root / "hardware/sim_arm.yaml"), cameras=("front",), image_topic=topic)
     domain = free_domain_id(os.getpid() + 58)
     robot = SimRobot("sim/peg_insert", cfg, cameras=("front",), image_hz=25, image_size=32, bus=DdsBus(domain))
     policy = Recorder()
@@ -47,6 +48,7 @@ def test_images_flow_from_sim_robot_to_policy():
         img = obs["images"]["front"]
         assert img.shape == (32, 32, 3) and img.dtype == np.uint8 and img.std() > 0
         assert obs["state"].shape == (15,)
-        assert node.bus.received["/camera/front/image_raw"] >= 1
+        assert node.bus.received[topic.format(camera="front")] >= 1
+        assert not node.bus.dropped
     finally:
         node.stop()

@@ -64,6 +64,25 @@ def test_image_decoding():
         image_from_msg(msg)
 
 
+def test_compressed_image_decoding():
+    import cv2
+
+    from robolearn.deploy.ros_io import compressed_image_from_msg
+
+    img = np.zeros((8, 10, 3), np.uint8)
+    img[:, :5] = (255, 0, 0)  # left half red (RGB)
+    ok, png = cv2.imencode(".png", img[..., ::-1])
+    assert ok
+    msg = M.CompressedImage(format="png", data=png.tobytes())
+    np.testing.assert_array_equal(compressed_image_from_msg(msg), img)  # png is lossless
+    msg.data = b"not an image"
+    with pytest.raises(ValueError, match="do not decode"):
+        compressed_image_from_msg(msg)
+    msg.format = "theora"
+    with pytest.raises(ValueError, match="theora"):
+        compressed_image_from_msg(msg)
+
+
 def test_command_messages():
     msgs = dds_messages()
     t = trajectory_msg(msgs, CFG, np.array([0.1, 0.2]), 0.5, reach=0.01)

@@ -29,7 +29,8 @@ class DdsNode:
         if cfg.object_pose_topic:
             b.reader(cfg.object_pose_topic, M.PoseStamped, self.core.on_object_pose)
         for cam, topic in self.core.image_topics().items():
-            b.reader(topic, M.Image, lambda msg, cam=cam: self.core.on_image(cam, msg))
+            typ = M.CompressedImage if self.core.is_compressed(topic) else M.Image
+            b.reader(topic, typ, lambda msg, cam=cam: self.core.on_image(cam, msg))
 
     @property
     def loop(self):

@@ -10,8 +10,8 @@ import numpy as np
 
 from robolearn.deploy.action_map import JointStateObs, make_mapper
 from robolearn.deploy.loop import ControllerLoop, LoopConfig
-from robolearn.deploy.ros_io import (forward_msg, image_from_msg, joint_state_to_robot_state, pose_from_msg,
-                                     trajectory_msg)
+from robolearn.deploy.ros_io import (compressed_image_from_msg, forward_msg, image_from_msg,
+                                     joint_state_to_robot_state, pose_from_msg, trajectory_msg)
 from robolearn.hardware.robot_config import RobotConfig
 
 
@@ -79,7 +79,7 @@ class NodeCore:
             self._extras["object_pose"] = pose
 
     def on_image(self, camera: str, msg) -> None:
-        img = image_from_msg(msg)
+        img = compressed_image_from_msg(msg) if hasattr(msg, "format") else image_from_msg(msg)
         with self._lock:
             self._images[camera] = img
             self._extras["images"] = dict(self._images)
@@ -105,7 +105,12 @@ class NodeCore:
         self._publish_msg(msg)
 
     def image_topics(self) -> dict[str, str]:
+        """camera -> topic; a topic ending in /compressed carries sensor_msgs/CompressedImage."""
         return {c: self.cfg.image_topic.format(camera=c) for c in self.cfg.cameras}
+
+    @staticmethod
+    def is_compressed(topic: str) -> bool:
+        return topic.endswith("/compressed")
 
 
 def load_policy_object(checkpoint: str | None = None, policy_file: str | None = None):

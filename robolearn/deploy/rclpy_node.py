@@ -105,7 +105,8 @@ def make_node(policy=None, cfg: RobotConfig | None = None, overrides: dict | Non
             if self.cfg.object_pose_topic:
                 sub(msgs.PoseStamped, self.cfg.object_pose_topic, self.core.on_object_pose, qos_profile_sensor_data)
             for cam, topic in self.core.image_topics().items():
-                sub(msgs.Image, topic, lambda m, cam=cam: self.core.on_image(cam, m), qos_profile_sensor_data)
+                typ = msgs.CompressedImage if self.core.is_compressed(topic) else msgs.Image
+                sub(typ, topic, lambda m, cam=cam: self.core.on_image(cam, m), qos_profile_sensor_data)
             self.create_timer(max(0.5, float(p("status_period"))), self._print_status)
             self.core.loop.start()
             if p("start_enabled"):

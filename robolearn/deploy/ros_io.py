@@ -70,6 +70,19 @@ def image_from_msg(msg) -> np.ndarray:
     return img[..., ::-1].copy() if msg.encoding == "bgr8" else img
 
 
+def compressed_image_from_msg(msg) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg / png, image_transport's "rgb8; jpeg compressed bgr8" too) -> RGB uint8."""
+    import cv2
+
+    fmt = msg.format.lower()
+    if not any(k in fmt for k in ("jpeg", "jpg", "png")):
+        raise ValueError(f"CompressedImage: format {msg.format!r} not supported (jpeg, png)")
+    img = cv2.imdecode(np.frombuffer(bytes(msg.data), dtype=np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"CompressedImage: {len(msg.data)} bytes do not decode as {msg.format!r}")
+    return img[..., ::-1].copy()  # OpenCV decodes to BGR
+
+
 def stamp_now(msgs, t: float | None = None):
     t = time.time() if t is None else t
     sec = int(t)

@@ -77,7 +77,10 @@ class SimRobot:
         self.bus = bus or DdsBus(domain_id)
         self.js_writer = self.bus.writer(cfg.joint_states_topic, M.JointState)
         self.pose_writer = self.bus.writer(cfg.object_pose_topic, M.PoseStamped) if cfg.object_pose_topic else None
-        self.image_writers = {c: self.bus.writer(cfg.image_topic.format(camera=c), M.Image) for c in self.cameras}
+        self.image_writers = {}
+        for c in self.cameras:
+            topic = cfg.image_topic.format(camera=c)
+            self.image_writers[c] = self.bus.writer(topic, M.CompressedImage if topic.endswith("/compressed") else M.Image)
         self.bus.reader(cfg.trajectory_topic, M.JointTrajectory, self.on_trajectory)
         self.bus.reader(cfg.forward_topic, M.Float64MultiArray, self.on_forward)
         from robolearn.sim.arm import FINGER_JOINTS
@@ -170,9 +173,17 @@ class SimRobot:
         m = self.msgs
         for cam, w in self.image_writers.items():
             img = self.u.render_camera(cam, self.image_size)
+            header = m.Header(stamp=stamp_now(m), frame_id=cam)
+            if w.dw.topic.data_type is M.CompressedImage:
+                import cv2
+
+                ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+                if ok:
+                    w.write(m.CompressedImage(header=header, format="jpeg", data=buf.tobytes()))
+                continue
             h, wd = img.shape[:2]
-            w.write(m.Image(header=m.Header(stamp=stamp_now(m), frame_id=cam), height=h, width=wd, encoding="rgb8",
-                            is_bigendian=0, step=wd * 3, data=img.tobytes()))
+            w.write(m.Image(header=header, height=h, width=wd, encoding="rgb8", is_bigendian=0, step=wd * 3,
+                            data=img.tobytes()))
 
     def run(self, seconds: float = 0.0, on_status=None, status_every: float = 0.25) -> None:
         """Real-time loop; ``seconds`` <= 0 runs until interrupted."""

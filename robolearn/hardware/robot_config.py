@@ -44,7 +44,8 @@ class RobotConfig:
     estop_topic: str = "/robolearn/estop"
     object_pose_topic: str = ""  # geometry_msgs/PoseStamped of the task object ("" = none)
     cameras: tuple[str, ...] = ()
-    image_topic: str = "/camera/{camera}/image_raw"  # sensor_msgs/Image, {camera} is replaced
+    image_topic: str = "/camera/{camera}/image_raw"  # sensor_msgs/Image ({camera} is replaced); a topic
+    # ending in /compressed (e.g. /camera/{camera}/image_raw/compressed) is read as CompressedImage
     max_joint_velocity: float = 1.0  # rad/s: the per-tick rate limit is this / command_hz
     joint_margin: float = 0.0  # rad kept away from the joint limits
     stale_periods: float = 3.0  # watchdog: hold when the newest joint state is older than this many periods
