@@ -23,7 +23,7 @@ def _qmul(a, b):
 
 class HoleSeeker:
     """A real (hand-written) peg-insertion policy on the task's state vector:
-    keep the tool pointing down, centre over the hole, descend once within 1 mm."""
+    keep the tool pointing down, centre over the hole, descend once within 1.3 mm (clearance 1.5 mm)."""
 
     def reset(self):
         pass
@@ -33,12 +33,14 @@ class HoleSeeker:
         ee, quat, hole = s[:3], s[3:7], s[8:11]
         err = np.linalg.norm(ee[:2] - hole[:2])
         goal = np.array([hole[0], hole[1], 0.15])
-        if err < 0.001 or (ee[2] < 0.14 and err < 0.0015):
+        if err < 0.0013 or (ee[2] < 0.14 and err < 0.0015):
             goal[2] = 0.08
         qe = _qmul(np.array([0.0, 0.0, 1.0, 0.0]), quat * np.array([1, -1, -1, -1]))
         a = np.zeros(7)
-        a[:3] = np.clip((goal - ee) / 0.02 * 0.7, -1, 1)
-        a[3:6] = np.clip(2 * np.sign(qe[0] or 1.0) * qe[1:] / 0.1 * 0.7, -1, 1)
+        # the setpoint accumulates the deltas: a P gain of 0.35 per step (x2 steps per chunk) keeps the
+        # loop stable with the deploy path's delays (observation age, servo lag)
+        a[:3] = np.clip((goal - ee) / 0.02 * 0.35, -1, 1)
+        a[3:6] = np.clip(2 * np.sign(qe[0] or 1.0) * qe[1:] / 0.1 * 0.35, -1, 1)
         a[6] = 1.0
         return np.repeat(a[None], 2, 0)
 
@@ -70,7 +72,9 @@ def test_policy_inserts_peg_over_dds(tmp_path, seed):
                 continue
             if s["ever_success"]:
                 break
-        assert s.get("ever_success"), f"no insertion: robot status {s}"
+        if not s.get("ever_success"):
+            served = json.loads((tmp_path / "serve.json").read_text())
+            raise AssertionError(f"no insertion: robot status {s}\nserve status {served}")
         assert s["commands"]["trajectory"] > 50 and s["dropped"] == {}
         served = json.loads((tmp_path / "serve.json").read_text())
         assert served["safety"]["rejected"] == 0

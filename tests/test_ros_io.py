@@ -122,8 +122,11 @@ def test_ee_delta_pure_parts():
     np.testing.assert_allclose(q, expected)
     np.testing.assert_allclose(axis_angle_quat(np.array([0, np.pi, 0])), [0, 0, 1, 0], atol=1e-12)
     base, bq = m.base_pose(np.array([0.5, 0.0, 0.2]), quat, np.array([0.53, -0.005, 0.2]), -quat)
-    np.testing.assert_allclose(base, [0.51, -0.005, 0.2])  # the command leads by at most 1 cm per axis
+    np.testing.assert_allclose(base, [0.53, -0.005, 0.2])  # the setpoint is the last command
     np.testing.assert_allclose(bq, -quat)
+    # the setpoint leads the measured position by at most max_lead (1 cm here) per axis
+    pos, _ = m.target_pose(np.array([1.0, -1.0, 0.0, 0, 0, 0, 0]), base, bq, measured=np.array([0.5, 0.0, 0.2]))
+    np.testing.assert_allclose(pos, [0.51, -0.01, 0.2])
     with pytest.raises(ValueError, match="kinematics"):
         EEDeltaMapper(kinematics=None, pos_scale=0.02, rot_scale=0.1, workspace_low=[0, 0, 0], workspace_high=[1, 1, 1])
 

@@ -61,17 +61,17 @@ class JointPositionMapper:
 class EEDeltaMapper:
     """Chunk of end-effector deltas -> joint targets.
 
-    The first delta applies to the pose of the last command, kept within ``max_lead`` metres of the
-    measured pose (SERL-style: a position servo under load never reaches a target set from the measured
-    pose, so the command must be allowed to lead a little; the bound stops wind-up in contact). Later
-    deltas of the chunk chain from the previous target. Each target is clamped into the workspace and
+    The deltas accumulate on the setpoint (the pose of the last command), which may lead the measured
+    pose by at most ``max_lead`` per axis, exactly as the sim env's impedance setpoint does (a zero action
+    holds still, a position servo under load still reaches its goal, and pushing on an obstacle cannot
+    wind up). Later deltas of a chunk chain from the previous target. Each target is clamped into the workspace and
     solved with IK warm-started from the previous solution.
     """
 
     action_dim = 7
 
     def __init__(self, kinematics, pos_scale: float, rot_scale: float, workspace_low, workspace_high,
-                 lower=None, gripper: bool = True, ik_iters: int = 30, max_lead: float = 0.02, **_):
+                 lower=None, gripper: bool = True, ik_iters: int = 30, max_lead: float | None = None, **_):
         if kinematics is None:
             raise ValueError("ee_delta actions need the robot's kinematics (forward_kinematics / solve_ik): "
                              "set `kinematics` in the robot config")
@@ -80,33 +80,41 @@ class EEDeltaMapper:
         self.gripper = gripper
         self.command_dim = self.n_joints + int(gripper)
         self.ik_iters = ik_iters
-        self.max_lead = float(max_lead)
+        # the sim env's bound: two full-scale steps
+        self.max_lead = float(2.0 * pos_scale if max_lead is None else max_lead)
         self.pos_scale, self.rot_scale = float(pos_scale), float(rot_scale)
         self.low, self.high = np.asarray(workspace_low, np.float64), np.asarray(workspace_high, np.float64)
 
-    def target_pose(self, action, pos: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pure part: the clamped Cartesian target for ``action`` applied at ``(pos, quat)``."""
+    def target_pose(self, action, pos: np.ndarray, quat: np.ndarray,
+                    measured: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Pure part: the Cartesian target for ``action`` applied to the setpoint ``(pos, quat)``: at most
+        ``max_lead`` per axis from the ``measured`` position (as the sim env's impedance setpoint), then
+        clamped into the workspace box."""
         a = np.clip(check_vector(action, 7, "action"), -1.0, 1.0)
-        new_pos = clamp_workspace(np.asarray(pos, np.float64) + a[:3] * self.pos_scale, self.low, self.high)
+        new_pos = np.asarray(pos, np.float64) + a[:3] * self.pos_scale
+        if measured is not None:
+            new_pos = np.clip(new_pos, measured - self.max_lead, measured + self.max_lead)
+        new_pos = clamp_workspace(new_pos, self.low, self.high)
         new_quat = quat_mul(axis_angle_quat(a[3:6] * self.rot_scale), np.asarray(quat, np.float64))
         return new_pos, new_quat / np.linalg.norm(new_quat)
 
     def base_pose(self, meas_pos, meas_quat, cmd_pos=None, cmd_quat=None):
-        """Pure part: where the chunk's first delta starts (see the class docstring)."""
+        """Pure part: where the chunk's first delta starts: the last command's pose (the setpoint), or
+        the measured pose when nothing was commanded yet."""
         if cmd_pos is None:
             return np.asarray(meas_pos, np.float64), np.asarray(meas_quat, np.float64)
-        lead = np.clip(np.asarray(cmd_pos) - meas_pos, -self.max_lead, self.max_lead)
-        return np.asarray(meas_pos, np.float64) + lead, np.asarray(cmd_quat, np.float64)
+        return np.asarray(cmd_pos, np.float64), np.asarray(cmd_quat, np.float64)
 
     def to_targets(self, chunk, state, last_command=None) -> np.ndarray:
         q = np.asarray(state.q, np.float64)
         pos, quat = self.kin.forward_kinematics(q)
+        measured = pos.copy()
         if last_command is not None:
             q = np.asarray(last_command, np.float64)[: self.n_joints]
             pos, quat = self.base_pose(pos, quat, *self.kin.forward_kinematics(q))
         out = np.zeros((len(chunk), self.command_dim))
         for i, action in enumerate(np.asarray(chunk, np.float64)):
-            pos, quat = self.target_pose(action, pos, quat)
+            pos, quat = self.target_pose(action, pos, quat, measured)
             q = np.asarray(self.kin.solve_ik(q, pos, quat, iters=self.ik_iters), np.float64)
             out[i, : self.n_joints] = q
             if self.gripper:

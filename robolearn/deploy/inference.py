@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 
+class ObservationNotReady(ValueError):
+    """A part of the observation (object pose, an image) has not arrived yet: wait, this is no policy fault."""
+
+
 def chunk_to_targets(policy, obs_builder, mapper, state, last_command) -> np.ndarray:
     """Observation -> policy chunk (checked) -> joint-target chunk (H, command_dim) (checked)."""
     chunk = np.asarray(policy.act(obs_builder.build(state)), dtype=np.float64)

@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from robolearn.deploy.inference import ObservationNotReady
+
 _LEN = struct.Struct("<II")
 
 
@@ -109,6 +111,8 @@ class ProcessInference:
         write_frame(self.proc.stdin, {"op": op}, arrays)
         header, out = read_frame(self.proc.stdout)
         if not header.get("ok"):
+            if header.get("not_ready"):
+                raise ObservationNotReady(header.get("error", "observation not ready"))
             raise ValueError(header.get("error", "inference process error"))
         return header, out
 
@@ -191,7 +195,7 @@ def main() -> int:
             else:
                 write_frame(out, {"ok": False, "error": f"unknown op {op!r}"})
         except Exception as exc:
-            write_frame(out, {"ok": False, "error": str(exc)})
+            write_frame(out, {"ok": False, "error": str(exc), "not_ready": isinstance(exc, ObservationNotReady)})
 
 
 if __name__ == "__main__":

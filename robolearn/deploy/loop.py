@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from robolearn.deploy.chunk_queue import ActionQueue
+from robolearn.deploy.inference import ObservationNotReady
 from robolearn.deploy.safety import SafetyFilter, SafetyLimits, is_stale
 from robolearn.deploy.stats import LoopStats
 
@@ -256,6 +257,11 @@ class ControllerLoop:
             t0 = time.perf_counter()
             try:
                 targets = self.inference.infer(state, None if last is None else last.copy())
+            except ObservationNotReady as exc:
+                self.stats.obs_not_ready += 1
+                self.last_error = f"waiting: {exc}"
+                time.sleep(cfg.period)
+                continue
             except Exception as exc:
                 self.stats.bad_chunks += 1
                 self.last_error = f"inference: {exc}"

@@ -11,6 +11,8 @@ import threading
 
 import numpy as np
 
+from robolearn.deploy.inference import ObservationNotReady
+
 
 class SimKinematics:
     """FK / IK of a registered sim task's arm; thread-safe (the model's scratch data is shared)."""
@@ -51,18 +53,18 @@ class SimTaskObs:
     def build(self, state) -> dict:
         pos, quat = self.kin.forward_kinematics(state.q)
         if state.gripper is None:
-            raise ValueError("no gripper opening in /joint_states (gripper_state_joints missing)")
+            raise ObservationNotReady("no gripper opening in /joint_states (gripper_state_joints missing)")
         parts = [pos, quat, [state.gripper]]
         if self.needs_object:
             pose = state.extras.get("object_pose")
             if pose is None:
-                raise ValueError(f"no object pose received yet on {self.object_topic or '(object_pose_topic unset)'}")
+                raise ObservationNotReady(f"no object pose received yet on {self.object_topic or '(object_pose_topic unset)'}")
             parts += [pose[0], pose[1]]
         obs = {"state": np.concatenate(parts).astype(np.float32)}
         if self.cameras:
             images = state.extras.get("images", {})
             missing = [c for c in self.cameras if c not in images]
             if missing:
-                raise ValueError(f"no image received yet for camera(s) {missing}")
+                raise ObservationNotReady(f"no image received yet for camera(s) {missing}")
             obs["images"] = {c: images[c] for c in self.cameras}
         return obs

@@ -48,6 +48,7 @@ class LoopStats:
         self.stale = 0
         self.published = 0
         self.bad_chunks = 0
+        self.obs_not_ready = 0  # inference skipped: part of the observation had not arrived yet
         self.lock = threading.Lock()
 
     def tick(self, lateness: float, work: float) -> None:
@@ -77,6 +78,7 @@ class LoopStats:
             "stale_obs_ticks": self.stale,
             "published": self.published,
             "bad_chunks": self.bad_chunks,
+            "obs_not_ready": self.obs_not_ready,
         }
 
     def format(self) -> str:
