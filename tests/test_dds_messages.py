@@ -135,6 +135,8 @@ def test_loopback_roundtrip_and_qos():
     assert isinstance(qos[Policy.Reliability], Policy.Reliability.Reliable)
     assert qos[Policy.Durability] == Policy.Durability.Volatile
     assert qos[Policy.Userdata].data == user_data("sensor_msgs/msg/JointState")
+    rep = qos[Policy.DataRepresentation]  # plain CDR (XCDR1) only, as rmw_cyclonedds
+    assert rep.use_cdrv0_representation and not rep.use_xcdrv2_representation
     rqos = sub._readers[0].get_qos()
     assert rqos[Policy.Reliability] == Policy.Reliability.BestEffort
     deadline = time.time() + 5
