@@ -129,4 +129,19 @@ def test_save_load_restores_contents_and_next_sample(tmp_path):
     with pytest.raises(FileNotFoundError):
         b.load(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="capacity"):
-        ReplayBuffer(21, spec, 1).load(tmp_path / "buf.npz")
+        ReplayBuffer(19, spec, 1).load(tmp_path / "buf.npz")  # smaller than the stored data
+
+
+def test_unwrapped_buffer_loads_into_a_larger_one(tmp_path):
+    a = ReplayBuffer(40, ObsSpec(2), 1, seed=6)
+    _fill(a, [5, 6])
+    a.save(tmp_path / "a.npz")
+    big = ReplayBuffer(100, ObsSpec(2), 1)
+    big.load(tmp_path / "a.npz")
+    assert len(big) == 11 and big.ptr == a.ptr
+    assert torch.equal(a.sample(20, 0.9)["reward"], big.sample(20, 0.9)["reward"])
+    full = ReplayBuffer(10, ObsSpec(2), 1)
+    _fill(full, [5, 6])  # wrapped: order is no longer slot order, so it must not be re-laid out
+    full.save(tmp_path / "w.npz")
+    with pytest.raises(ValueError, match="capacity"):
+        ReplayBuffer(100, ObsSpec(2), 1).load(tmp_path / "w.npz")

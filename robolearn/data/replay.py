@@ -227,8 +227,10 @@ class ReplayBuffer:
             meta = json.loads(bytes(data["meta"]).decode())
         except (ValueError, OSError, KeyError) as exc:
             raise ValueError(f"corrupt replay buffer file {path}: {exc}") from exc
-        if (meta["capacity"], meta["state_dim"], meta["action_dim"]) != (
-                self.capacity, self.spec.state_dim, self.action_dim):
+        # a buffer that never wrapped (slots 0..size-1 in write order) also loads into a larger one
+        grows = meta["size"] < meta["capacity"] <= self.capacity and meta["ptr"] == meta["size"]
+        if (meta["state_dim"], meta["action_dim"]) != (self.spec.state_dim, self.action_dim) or (
+                meta["capacity"] != self.capacity and not grows):
             raise ValueError(f"replay buffer {path} has capacity/state/action "
                              f"{meta['capacity'], meta['state_dim'], meta['action_dim']}, expected "
                              f"{self.capacity, self.spec.state_dim, self.action_dim}")
@@ -236,9 +238,9 @@ class ReplayBuffer:
         try:
             for k in self._ARRAYS:
                 getattr(self, k)[n:] = 0 if k != "episode" else -1
-                getattr(self, k)[:n] = data[k]
+                getattr(self, k)[:n] = data[k][:n]
             for cam in self.images:
-                self.images[cam][:n] = data[f"images.{cam}"]
+                self.images[cam][:n] = data[f"images.{cam}"][:n]
         except (ValueError, KeyError) as exc:
             raise ValueError(f"corrupt replay buffer file {path}: {exc}") from exc
         self.ptr, self.size, self.num_episodes = meta["ptr"], meta["size"], meta["num_episodes"]
