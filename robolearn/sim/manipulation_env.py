@@ -22,6 +22,14 @@ CAMERAS = ("front", "wrist")
 ACTION_DIM = 7  # dx, dy, dz, drx, dry, drz, gripper
 
 
+def check_box(name: str, low, high) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Validate a randomization box given as ``<name>_low`` / ``<name>_high``; returns tuples."""
+    low, high = tuple(float(v) for v in low), tuple(float(v) for v in high)
+    if len(low) != len(high) or any(lo > hi for lo, hi in zip(low, high)):
+        raise ValueError(f"{name}_low must be <= {name}_high elementwise, got {low} / {high}")
+    return low, high
+
+
 @dataclass
 class TaskConfig:
     """Fields every task shares; tasks subclass this with their randomization ranges."""
@@ -35,11 +43,7 @@ class TaskConfig:
     def __post_init__(self) -> None:
         if self.max_episode_steps <= 0:
             raise ValueError(f"max_episode_steps must be positive, got {self.max_episode_steps}")
-        for lo, hi in zip(self.ee_start_low, self.ee_start_high):
-            if lo > hi:
-                raise ValueError(f"ee_start_low must be <= ee_start_high, got {self.ee_start_low} / {self.ee_start_high}")
-        self.ee_start_low = tuple(self.ee_start_low)
-        self.ee_start_high = tuple(self.ee_start_high)
+        self.ee_start_low, self.ee_start_high = check_box("ee_start", self.ee_start_low, self.ee_start_high)
 
 
 class Task:

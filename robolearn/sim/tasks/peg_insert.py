@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from robolearn.sim.manipulation_env import Task, TaskConfig
+from robolearn.sim.manipulation_env import Task, TaskConfig, check_box
 
 PEG_HALF = 0.01  # 2 cm square peg
 CLEARANCE = 0.0015  # radial clearance, metres
@@ -32,8 +32,7 @@ class PegInsertConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if any(lo > hi for lo, hi in zip(self.hole_xy_low, self.hole_xy_high)):
-            raise ValueError(f"hole_xy_low must be <= hole_xy_high, got {self.hole_xy_low} / {self.hole_xy_high}")
+        self.hole_xy_low, self.hole_xy_high = check_box("hole_xy", self.hole_xy_low, self.hole_xy_high)
         if not 0 < self.insert_depth < HOLE_DEPTH:
             raise ValueError(f"insert_depth must be in (0, {HOLE_DEPTH}), got {self.insert_depth}")
 

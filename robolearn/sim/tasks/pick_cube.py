@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from robolearn.sim.manipulation_env import Task, TaskConfig
+from robolearn.sim.manipulation_env import Task, TaskConfig, check_box
 
 CUBE_HALF = 0.02
 
@@ -21,8 +21,7 @@ class PickCubeConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if any(lo > hi for lo, hi in zip(self.cube_xy_low, self.cube_xy_high)):
-            raise ValueError(f"cube_xy_low must be <= cube_xy_high, got {self.cube_xy_low} / {self.cube_xy_high}")
+        self.cube_xy_low, self.cube_xy_high = check_box("cube_xy", self.cube_xy_low, self.cube_xy_high)
         if self.lift_height <= 0:
             raise ValueError(f"lift_height must be positive, got {self.lift_height}")
 
