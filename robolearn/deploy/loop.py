@@ -263,6 +263,8 @@ class ControllerLoop:
                 time.sleep(cfg.period)
                 continue
             except Exception as exc:
+                if not self._running.is_set():
+                    break  # stopping: the inference process was closed under us
                 self.stats.bad_chunks += 1
                 self.last_error = f"inference: {exc}"
                 continue
