@@ -29,8 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", default="sim/peg_insert")
     p.add_argument("--domain", type=int, default=None, help="DDS domain id (default: from the process id)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for inference")
-    p.add_argument("--rt-priority", type=int, default=0,
-                   help="SCHED_FIFO priority of the loop thread (0 = normal scheduling; needs CAP_SYS_NICE)")
+    p.add_argument("--rt-priority", type=int, default=50,
+                   help="SCHED_FIFO priority of the loop thread, as on a robot PC (0 = normal scheduling); "
+                        "without CAP_SYS_NICE it falls back to normal scheduling and says so in the JSON")
     p.add_argument("--inference-nice", type=int, default=0, help="nice increment of the inference thread")
     p.add_argument("--inference", choices=("process", "thread"), default="process",
                    help="policy in a child process (default) or a worker thread of the loop process")
