@@ -40,6 +40,7 @@ def run(args) -> int:
     from robolearn.hardware.robot_config import RobotConfig
 
     sys.setswitchinterval(0.0005)  # the loop thread must get the GIL back quickly from inference
+    _sigterm_as_interrupt()
     cfg = RobotConfig.load(args.robot)
     spec = policy = None
     if args.inference == "process" and args.transport == "dds":
@@ -87,3 +88,12 @@ def run(args) -> int:
     print(f"serve: done. {node.loop.stats.format()}", flush=True)
     print(f"serve: safety {node.loop.filter.counters.as_dict()} dropped {dict(node.bus.dropped)}", flush=True)
     return 0
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (systemd, launch, a test harness) shuts down like Ctrl-C: stats printed, children stopped."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)

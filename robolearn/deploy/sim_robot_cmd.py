@@ -39,6 +39,7 @@ def run(args) -> int:
     from robolearn.hardware.robot_config import RobotConfig
 
     cfg = RobotConfig.load(args.robot)
+    _sigterm_as_interrupt()
     bus = DdsBus(args.domain, loopback=not args.no_loopback)
     robot = SimRobot(args.env, cfg, rate_hz=args.rate, cameras=tuple(c for c in args.cameras.split(",") if c),
                      image_hz=args.image_hz, image_size=args.image_size, seed=args.seed,
@@ -54,3 +55,12 @@ def run(args) -> int:
     print(f"sim-robot: {s['ticks']} ticks, commands {s['commands']}, dropped {s['dropped']}, "
           f"success {s['ever_success']}", flush=True)
     return 0
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (systemd, launch, a test harness) shuts down like Ctrl-C: stats printed, children stopped."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
