@@ -160,7 +160,7 @@ def test_threaded_loop_runs_policy_and_refills_queue():
     assert loop.policy.calls >= 3  # refilled repeatedly
     assert loop.stats.dry <= 15  # only before the first chunk (a few policy steps on a loaded machine)
     q = np.array([q for _, q in sent])
-    assert q[-1, 0] > q[0, 0] + 0.02  # the ramp moved the joint
+    assert q[-1, 0] > q[0, 0] + 0.01  # the ramp moved the joint (0 if it had not; ~0.02+ even under heavy load)
     rep = loop.report()
     assert rep["ticks"] > 40 and rep["inference_ms"]["count"] >= 3
 
