@@ -31,12 +31,44 @@ def test_expert_succeeds(name):
     assert wins >= 7, f"{name}: noise-free expert succeeded {wins}/8"
 
 
-def test_peg_insert_punishes_imprecision():
-    """The precision task: a noisy expert fails much more often than on pick_cube."""
-    peg, pick = robolearn.make("sim/peg_insert"), robolearn.make("sim/pick_cube")
-    peg_wins = sum(run_expert(peg, s, noise=0.6) for s in range(6))
-    pick_wins = sum(run_expert(pick, s, noise=0.6) for s in range(6))
-    assert peg_wins <= 3 < pick_wins
+def _push_peg_down(env, offset_xy, steps=25):
+    """Hover over the true hole shifted by ``offset_xy`` and push straight down."""
+    u = env.unwrapped
+    env.reset(seed=0)
+    hole = u.data.xpos[u.task.hole].copy()
+    tcp_to_tip = u.data.site_xpos[u.task.tip] - u.robot.ee_pose()[0]
+    goal = hole + [offset_xy[0], offset_xy[1], 0.01] - tcp_to_tip
+    for _ in range(30):
+        pos = u.robot.ee_pose()[0]
+        env.step(np.r_[np.clip((goal - pos) / 0.02, -1, 1), 0, 0, 0, 1].astype(np.float32))
+    for _ in range(steps):
+        *_, info = env.step(np.array([0, 0, -0.5, 0, 0, 0, 1], np.float32))
+    return u.task.tip_in_hole_frame(u), info["success"]
+
+
+def test_peg_rim_blocks_a_misaligned_peg():
+    """Precision matters: 4 mm off, pushing down does not squeeze the peg in; on axis it goes in."""
+    env = robolearn.make("sim/peg_insert", hole_obs_noise=0.0, hole_yaw=0.0)
+    rel, success = _push_peg_down(env, (0.004, 0.0))
+    assert not success and rel[2] > -0.003, rel
+    rel, success = _push_peg_down(env, (0.0, 0.0))
+    assert success, rel
+
+
+def test_peg_hole_observation_has_calibration_error():
+    env = robolearn.make("sim/peg_insert", hole_obs_noise=0.002)
+    errors = []
+    for seed in range(20):
+        obs, _ = env.reset(seed=seed)
+        u = env.unwrapped
+        true = u.data.xpos[u.task.hole]
+        errors.append(obs["state"][8:10] - true[:2])
+        assert abs(obs["state"][10] - true[2]) < 1e-6  # height is known exactly
+    errors = np.array(errors)
+    assert 0.001 < errors.std() < 0.004
+    exact = robolearn.make("sim/peg_insert", hole_obs_noise=0.0)
+    obs, _ = exact.reset(seed=0)
+    np.testing.assert_allclose(obs["state"][8:11], exact.unwrapped.data.xpos[exact.unwrapped.task.hole], atol=1e-6)
 
 
 @pytest.mark.parametrize("name", TASKS)

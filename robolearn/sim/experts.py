@@ -47,7 +47,8 @@ class _Expert:
         self.counter = 0
 
     def _move(self, goal: np.ndarray, yaw_goal: float | None, gripper: float, gain: float = 1.0,
-               max_speed: float = 1.0, sym: float = np.pi / 2) -> np.ndarray:
+               max_speed: float = 1.0, sym: float = np.pi / 2, care: float = 1.0) -> np.ndarray:
+        """P-control toward ``goal``; ``care`` < 1 scales the noise down where people slow down (contact)."""
         robot, cfg = self.env.robot, self.env.robot_config
         pos, quat = robot.ee_pose()
         action = np.zeros(7, dtype=np.float32)
@@ -57,8 +58,8 @@ class _Expert:
             action[5] = np.clip(err / cfg.rot_scale, -1, 1)
         action[6] = gripper
         if self.noise > 0:
-            action[:3] += self.rng.normal(0, self.noise, 3)
-            action[5] += self.rng.normal(0, self.noise * 0.5)
+            action[:3] += self.rng.normal(0, self.noise * care, 3)
+            action[5] += self.rng.normal(0, self.noise * care * 0.5)
             if self.rng.random() < 0.05 * min(1.0, self.noise * 3):
                 action[:6] = 0.0  # hesitate, as people do
         return np.clip(action, -1, 1).astype(np.float32)
@@ -107,16 +108,16 @@ class PegInsertExpert(_Expert):
         rel = task.tip_in_hole_frame(env)
         yaw_err = abs(_wrap_angle(hole_yaw - tool_yaw(quat), np.pi / 2))
         hover = hole + [0, 0, 0.015] - tcp_to_tip
+        near = np.linalg.norm((hover - pos)[:2]) < 0.01
         if self.phase == 0:  # hover above the hole, aligned
             if np.linalg.norm((hover - pos)[:2]) < 0.0012 and abs(hover[2] - pos[2]) < 0.01 and yaw_err < 0.03:
                 self.phase, self.counter = 1, 0
-            return self._move(hover, hole_yaw, 1.0)
+            return self._move(hover, hole_yaw, 1.0, care=0.25 if near else 1.0)
         # insert: keep x/y on the axis, go down at a careful speed
         self.counter += 1
         stuck = rel[2] > -0.004 and self.counter > 6 and np.linalg.norm(rel[:2]) > 0.0008
         if stuck:  # landed on the rim: back off and re-align
             self.phase = 0
-            return self._move(hover + [0, 0, 0.01], hole_yaw, 1.0)
+            return self._move(hover + [0, 0, 0.01], hole_yaw, 1.0, care=0.25)
         goal = np.array([hover[0], hover[1], hole[2] - 0.045 - tcp_to_tip[2]])
-        action = self._move(goal, hole_yaw, 1.0, max_speed=0.5)
-        return action
+        return self._move(goal, hole_yaw, 1.0, max_speed=0.5, care=0.25)

@@ -4,6 +4,11 @@ The peg is rigidly held (as after a successful grasp); the hole's position and y
 With 1.5 mm of radial clearance and no chamfer, a peg that arrives a few millimetres off
 lands on the rim and has to be lifted and re-aligned: the corrections near contact that
 behaviour cloning tends to average away.
+
+The observed hole pose carries a per-episode calibration error (``hole_obs_noise``, like a
+real camera-to-robot calibration): a policy cannot reach 1.5 mm precision from the
+observation alone and must react to contact. The scripted expert, like a human teleoperator
+looking at the scene, aims at the true hole.
 """
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ HOLE_HALF = PEG_HALF + CLEARANCE
 HOLE_DEPTH = 0.05  # block top height above the table
 PEG_BELOW_TCP = 0.075  # peg tip sits this far beyond the fingertip centre (4 cm past the fingers)
 WALL = 0.03
+# Stiff peg/hole contacts: softer ones let the peg sink into the rim under the controller's push
+# and get squeezed sideways into the hole, which would make precision irrelevant.
+RIGID = dict(solref=(0.004, 1), solimp=(0.99, 0.999, 0.0005))
 
 
 @dataclass
@@ -29,10 +37,13 @@ class PegInsertConfig(TaskConfig):
     hole_xy_high: tuple[float, float] = (0.6, 0.12)
     hole_yaw: float = 0.3  # +- range (radians)
     insert_depth: float = 0.025  # success: peg tip this far below the block top, inside the hole
+    hole_obs_noise: float = 0.0015  # std (m) of the per-episode error of the observed hole x/y
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.hole_xy_low, self.hole_xy_high = check_box("hole_xy", self.hole_xy_low, self.hole_xy_high)
+        if self.hole_obs_noise < 0:
+            raise ValueError(f"hole_obs_noise must be >= 0, got {self.hole_obs_noise}")
         if not 0 < self.insert_depth < HOLE_DEPTH:
             raise ValueError(f"insert_depth must be in (0, {HOLE_DEPTH}), got {self.insert_depth}")
 
@@ -49,7 +60,8 @@ class PegInsert(Task):
         # Peg spans from inside the palm to PEG_BELOW_TCP beyond the fingertip centre.
         top, tip = 0.045, 0.105 + PEG_BELOW_TCP
         hand.add("geom", name="peg", type="box", size=(PEG_HALF, PEG_HALF, (tip - top) / 2), pos=(0, 0, (tip + top) / 2),
-                 rgba=(0.15, 0.45, 0.85, 1), mass=0.05, friction=(0.6, 0.01, 0.0001), condim=3)
+                 rgba=(0.15, 0.45, 0.85, 1), mass=0.05, friction=(0.6, 0.01, 0.0001), condim=3,
+                 **RIGID)
         hand.add("site", name="peg_tip", pos=(0, 0, tip), size=(0.004,), rgba=(1, 1, 0, 1), group=4)
         block = root.worldbody.add("body", name="hole", pos=(0.5, 0, HOLE_DEPTH), mocap=True)
         h, w = HOLE_DEPTH / 2, WALL / 2
@@ -61,9 +73,10 @@ class PegInsert(Task):
         ]
         for i, (size, pos) in enumerate(walls):
             block.add("geom", name=f"hole_wall{i}", type="box", size=size, pos=pos, rgba=(0.35, 0.7, 0.35, 1),
-                      friction=(0.6, 0.01, 0.0001), condim=3)
+                      friction=(0.6, 0.01, 0.0001), condim=3, **RIGID)
 
     def bind(self, model) -> None:
+        self.obs_error = np.zeros(3)
         self.hole = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "hole")
         self.hole_mocap = model.body_mocapid[self.hole]
         self.tip = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "peg_tip")
@@ -74,10 +87,14 @@ class PegInsert(Task):
         yaw = rng.uniform(-cfg.hole_yaw, cfg.hole_yaw)
         env.data.mocap_pos[self.hole_mocap] = [xy[0], xy[1], HOLE_DEPTH]
         env.data.mocap_quat[self.hole_mocap] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+        self.obs_error = np.zeros(3)
+        if cfg.hole_obs_noise > 0:
+            self.obs_error[:2] = rng.normal(0.0, cfg.hole_obs_noise, 2)
 
     def privileged_state(self, env) -> np.ndarray:
+        """The hole pose as a perception system would report it (with its calibration error)."""
         pos, quat = env.body_pose(self.hole)
-        return np.concatenate([pos, quat])
+        return np.concatenate([pos + self.obs_error, quat])
 
     def tip_in_hole_frame(self, env) -> np.ndarray:
         rot = env.data.xmat[self.hole].reshape(3, 3)
