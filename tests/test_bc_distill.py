@@ -71,6 +71,7 @@ def test_distill_warm_start_and_checkpoint(tmp_path, teacher_dir, warm):
     name, cfg, meta = ckpt.read_config(out)
     teacher = ckpt.load_policy(teacher_dir)
     assert name == "consistency" and cfg.objective == "distill" and meta["teacher"] == str(teacher_dir)
+    assert cfg.parameterization == "vp_eps" and cfg.vp_timesteps == teacher.config.num_train_timesteps
     assert cfg.down_dims == teacher.config.down_dims and cfg.horizon == teacher.config.horizon
     sig, _ = teacher_grid(teacher, cfg.sigma_min, 80.0)
     assert cfg.sigma_max == pytest.approx(sig[-1].item())
@@ -88,3 +89,24 @@ def test_distill_needs_a_diffusion_teacher(tmp_path):
     train_bc(_recipe("consistency"), _episodes(), cm, steps=2, progress=False)
     with pytest.raises(ckpt.CheckpointError, match="expected a 'diffusion'"):
         distill(cm, _cm_recipe(), _episodes(), tmp_path / "out", progress=False)
+
+
+def test_warm_started_student_starts_at_teacher_x0_estimate(teacher_dir):
+    """vp_eps parameterization: at a teacher level sigma_t, f(x) = c_skip x + (1 - c_skip)(teacher's x0 estimate)."""
+    from robolearn.policies.consistency.configuration import ConsistencyConfig
+    from robolearn.policies.consistency.modeling import ConsistencyPolicy
+    from robolearn.train.distill import student_config
+
+    teacher = ckpt.load_policy(teacher_dir)
+    student = ConsistencyPolicy(student_config(teacher.config, ConsistencyConfig(), 80.0)).eval()
+    student.load_state_dict(teacher.state_dict())
+    g = torch.Generator().manual_seed(0)
+    cond = teacher.encode_obs({"state": torch.randn(2, 2, 4, generator=g)})
+    t = 40
+    ab = teacher.alphas_cumprod()[t]
+    sigma = ((1 - ab) / ab).sqrt()
+    x = torch.randn(2, 8, 2, generator=g) * sigma
+    eps = teacher.net(x * ab.sqrt(), torch.tensor([t, t]), cond)
+    c_skip = 0.25 / ((sigma - 0.002) ** 2 + 0.25)
+    expected = c_skip * x + (1 - c_skip) * (x - sigma * eps)
+    assert torch.allclose(student.denoise(x, sigma.expand(2), cond), expected, atol=1e-5)

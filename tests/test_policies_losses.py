@@ -122,3 +122,20 @@ def test_schedules_hand_values():
     assert lr_factor(4, warmup=10, total=110) == pytest.approx(0.5)
     assert lr_factor(60, warmup=10, total=110) == pytest.approx(0.5)  # half-way through the cosine
     assert lr_factor(110, warmup=10, total=110) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_sigma_to_timestep_interpolates_log_sigma():
+    table = torch.tensor([0.1, 1.0, 10.0])
+    t = losses.sigma_to_timestep(torch.tensor([0.1, 1.0, 10.0, math.sqrt(10.0), 0.01, 100.0]), table)
+    assert t.tolist() == pytest.approx([0.0, 1.0, 2.0, 1.5, 0.0, 2.0])
+
+
+def test_vp_eps_consistency_output_boundary_and_large_sigma():
+    x = torch.randn(2, 3, 1)
+    eps = torch.randn(2, 3, 1)
+    out = losses.vp_eps_consistency_output(x, torch.full((2,), 0.002), eps, 0.5, 0.002)
+    assert torch.equal(out, x)  # boundary: f(x, sigma_min) = x
+    sigma = torch.full((2,), 2.0)
+    c_skip = 0.25 / (1.998**2 + 0.25)
+    expected = x - (1 - c_skip) * 2.0 * eps  # = c_skip x + (1 - c_skip)(x - sigma eps)
+    assert torch.allclose(losses.vp_eps_consistency_output(x, sigma, eps, 0.5, 0.002), expected)

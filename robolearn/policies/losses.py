@@ -110,3 +110,23 @@ def consistency_distill_loss(
     if dsm_weight:
         loss = loss + dsm_weight * ((student - x0) ** 2).flatten(1).mean(dim=1).mean()
     return loss
+
+
+# ---------------------------------------------------------------- consistency on a DDPM (VP, epsilon) network
+def sigma_to_timestep(sigma: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Continuous DDPM timestep of VE level sigma: linear interpolation of log sigma over the (ascending)
+    per-step table sigma_t, clamped to [0, T-1]; exact integers at the table's own levels."""
+    log_t = torch.log(table)
+    x = torch.log(sigma).clamp(log_t[0], log_t[-1])
+    idx = torch.searchsorted(log_t, x).clamp(1, len(table) - 1)
+    lo, hi = log_t[idx - 1], log_t[idx]
+    frac = ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+    return (idx - 1).float() + frac
+
+
+def vp_eps_consistency_output(x: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor, sigma_data: float,
+                              sigma_min: float) -> torch.Tensor:
+    """f(x, sigma) = c_skip x + (1 - c_skip) (x - sigma eps): the boundary f(x, sigma_min) = x holds, and a
+    network initialised from a DDPM teacher starts as the teacher's one-step x0 estimate (a warm start that fits)."""
+    c_skip, _, _ = edm_scalings(sigma, sigma_data, sigma_min)
+    return x - _bcast((1.0 - c_skip) * sigma, x) * eps

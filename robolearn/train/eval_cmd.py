@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     policy = load_policy(args.checkpoint)
     kw = sampling_kwargs(policy, args.sampler, args.steps)
     tag = f"{kw.get('sampler', 'cm')}{kw['steps']}"
-    stem = args.name or f"{args.env.replace('/', '-')}_{policy.type}_{tag}"
+    kind = policy.type if policy.type != "consistency" else f"consistency-{policy.config.objective}"
+    stem = args.name or f"{args.env.replace('/', '-')}_{kind}_{tag}"
     out = Path(args.out) if args.out else Path(args.checkpoint) / "eval"
     result = evaluate(policy, args.env, args.episodes, seed=args.seed, sampler=args.sampler, steps=args.steps,
                       video_episodes=args.video_episodes, video_dir=out / f"{stem}_videos",

@@ -19,6 +19,11 @@ class ConsistencyConfig(PolicyConfig):
     n_levels: int = 40
     inference_steps: int = 1
     objective: str = "denoise"
+    # 'edm': f = c_skip x + c_out F(c_in x, c_noise); 'vp_eps': the network is a DDPM epsilon net on
+    # x / sqrt(1 + sigma^2) at the continuous DDPM step of sigma (used for distillation: exact warm start)
+    parameterization: str = "edm"
+    vp_timesteps: int = 100
+    vp_beta_schedule: str = "squaredcos_cap_v2"
     # distillation only
     huber_c: float = 0.0  # 0: 0.00054 * sqrt(horizon * action_dim)
     dsm_weight: float = 0.1
@@ -34,5 +39,7 @@ class ConsistencyConfig(PolicyConfig):
             raise ValueError(f"n_levels must be >= 2, got {self.n_levels}")
         if not 1 <= self.inference_steps <= self.n_levels:
             raise ValueError(f"inference_steps must be in [1, n_levels={self.n_levels}], got {self.inference_steps}")
+        if self.parameterization not in ("edm", "vp_eps"):
+            raise ValueError(f"parameterization must be 'edm' or 'vp_eps', got {self.parameterization!r}")
         if self.objective not in ("denoise", "distill"):
             raise ValueError(f"objective must be 'denoise' or 'distill', got {self.objective!r}")

@@ -16,6 +16,12 @@ class ConsistencyPolicy(ChunkPolicy):
 
     def __init__(self, config: ConsistencyConfig):
         super().__init__(config)
+        self._vp_table: torch.Tensor | None = None
+        if config.parameterization == "vp_eps":
+            from diffusers import DDPMScheduler
+
+            sched = DDPMScheduler(num_train_timesteps=config.vp_timesteps, beta_schedule=config.vp_beta_schedule)
+            self._vp_table = losses.vp_sigmas(sched.alphas_cumprod.float())
 
     def karras(self) -> torch.Tensor:
         c = self.config
@@ -24,6 +30,10 @@ class ConsistencyPolicy(ChunkPolicy):
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The consistency function f(x, sigma) -> clean normalized chunk."""
         c = self.config
+        if self._vp_table is not None:
+            t = losses.sigma_to_timestep(sigma, self._vp_table.to(sigma.device))
+            eps = self.net(x / torch.sqrt(1.0 + sigma**2).view(-1, 1, 1), t, cond)
+            return losses.vp_eps_consistency_output(x, sigma, eps, c.sigma_data, c.sigma_min)
         _, _, c_in = losses.edm_scalings(sigma, c.sigma_data, c.sigma_min)
         raw = self.net(c_in.view(-1, 1, 1) * x, losses.c_noise(sigma), cond)
         return losses.consistency_output(x, sigma, raw, c.sigma_data, c.sigma_min)
