@@ -96,3 +96,14 @@ def test_state_round_trip_gives_identical_next_update():
         assert torch.equal(sa[k], sb[k]), k
     obs = {"state": np.ones(3, np.float32)}
     assert np.array_equal(a.act(obs), b.act(obs))  # same exploration noise too
+
+
+@pytest.mark.slow
+def test_compiled_update_matches_eager():
+    """torch.compile of the loss computations (cold compile takes a minute): same numbers as eager."""
+    eager = SACAgent(SACConfig(**TINY), 3, 2, seed=4)
+    compiled = SACAgent(SACConfig(**TINY, compile=True), 3, 2, seed=4)
+    for i in range(3):
+        me, mc = eager.update(_batch(seed=i)), compiled.update(_batch(seed=i))
+        for k in me:
+            assert mc[k] == pytest.approx(me[k], rel=1e-4, abs=1e-5), k
