@@ -66,7 +66,7 @@ def test_teacher_step_is_ddim_in_ve_coordinates(teacher_dir):
 @pytest.mark.parametrize("warm", [True, False])
 def test_distill_warm_start_and_checkpoint(tmp_path, teacher_dir, warm):
     out = tmp_path / "cp"
-    res = distill(teacher_dir, _cm_recipe(warm_start=warm), _episodes(), out, progress=False)
+    res = distill(teacher_dir, _cm_recipe(warm_start=warm, parameterization="vp_eps"), _episodes(), out, progress=False)
     assert res["step"] == 2
     name, cfg, meta = ckpt.read_config(out)
     teacher = ckpt.load_policy(teacher_dir)
@@ -98,7 +98,7 @@ def test_warm_started_student_starts_at_teacher_x0_estimate(teacher_dir):
     from robolearn.train.distill import student_config
 
     teacher = ckpt.load_policy(teacher_dir)
-    student = ConsistencyPolicy(student_config(teacher.config, ConsistencyConfig(), 80.0)).eval()
+    student = ConsistencyPolicy(student_config(teacher.config, ConsistencyConfig(parameterization="vp_eps"), 80.0)).eval()
     student.load_state_dict(teacher.state_dict())
     g = torch.Generator().manual_seed(0)
     cond = teacher.encode_obs({"state": torch.randn(2, 2, 4, generator=g)})

@@ -6,9 +6,13 @@ teacher's own noise levels. A DDPM step t is the VE level sigma_t = sqrt((1 - ab
 sigma_k <= sigma_max. Each update: pick adjacent levels s_n < s_{n+1}, noise a demo chunk to
 s_{n+1}, take ONE deterministic teacher DDIM step to s_n (with the teacher's clip_sample), and pull
 f(x_{n+1}, s_{n+1}) towards stop-grad f(x_hat_n, s_n) with a pseudo-Huber loss; plus CTM's denoising
-term dsm_weight * ||f(x_{n+1}, s_{n+1}) - x0||^2. The student keeps the teacher's network conventions
-('vp_eps' parameterization: f = c_skip x + (1 - c_skip)(x - sigma eps_net)), so the warm start from the
-teacher weights begins exactly at the teacher's one-step x0 estimate.
+term dsm_weight * ||f(x_{n+1}, s_{n+1}) - x0||^2.
+
+Parameterization (recipe field): 'edm' (bounded c_out; default) or 'vp_eps', which keeps the teacher's
+network conventions (f = c_skip x + (1 - c_skip)(x - sigma eps_net)) so that a warm start from the
+teacher weights begins exactly at the teacher's one-step x0 estimate. Measured here (docs/results_bc.md):
+'vp_eps' + warm start failed at one step (errors in eps are multiplied by sigma up to ~64), and 'edm'
+warm-started from the (differently parameterized) teacher weights did worse than a fresh 'edm' student.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ def student_config(teacher_cfg: PolicyConfig, recipe_cfg: ConsistencyConfig, sig
     """Architecture and horizons from the teacher; consistency settings from the recipe."""
     shared = {f.name: getattr(teacher_cfg, f.name) for f in fields(PolicyConfig)}
     own = {f.name: getattr(recipe_cfg, f.name) for f in fields(ConsistencyConfig) if f.name not in shared}
-    own.update(objective="distill", sigma_max=float(sigma_max), parameterization="vp_eps",
+    own.update(objective="distill", sigma_max=float(sigma_max),
                vp_timesteps=int(teacher_cfg.num_train_timesteps), vp_beta_schedule=str(teacher_cfg.beta_schedule))
     return ConsistencyConfig(**shared, **own)
 
