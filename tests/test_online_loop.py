@@ -137,3 +137,43 @@ def test_plot_curve_mean_and_range_across_seeds(tmp_path):
     plot_cmd.add_arguments(parser)
     args = parser.parse_args([str(tmp_path / "s0"), "--curve", str(tmp_path / "s1"), "--out", str(tmp_path / "c.png")])
     assert plot_cmd.run(args) == 0 and (tmp_path / "c.png").stat().st_size > 1000
+
+
+class TakeoverEnv(TrackEnv):
+    """Every third step a 'person' takes over and executes the optimal action."""
+
+    def _step(self, a):
+        takeover = self.t % 3 == 0
+        executed = np.array([0.6 * self.s[0]], np.float32) if takeover else a
+        obs, r, term, trunc, info = super()._step(executed)
+        if takeover:
+            info["intervene_action"] = executed
+        return obs, r, term, trunc, info
+
+
+def test_interventions_are_stored_as_executed_and_join_the_demo_buffer(tmp_path):
+    from robolearn.data.episode_store import EpisodeStore
+
+    store = EpisodeStore(tmp_path / "demos")
+    w = store.writer(meta={"env": "toy"})
+    env = TrackEnv(4)
+    obs, _ = env.reset(seed=0)
+    w.reset(obs)
+    for _ in range(4):
+        a = np.array([0.6 * obs["state"][0]], np.float32)
+        obs, r, term, trunc, info = env.step(a)
+        w.step(a, obs, r, term, trunc, info)
+    w.close()
+    cfg = _cfg(steps=30, warmup_steps=100)  # no updates: only the data path
+    tr = OnlineTrainer(cfg, "toy/takeover", tmp_path / "run", demos=tmp_path / "demos",
+                       env_factory=lambda name, **kw: TakeoverEnv(6))
+    before = len(tr.demo)
+    tr.run(progress=False)
+    assert tr.interventions == 10 and len(tr.demo) == before + 10  # steps 0, 3 of each 6-step episode
+    online = tr.online
+    slots = np.flatnonzero(online.has_next[: online.size])
+    # every stored online transition's reward matches its stored action: the executed one was stored
+    s0 = online.state[slots, 0]
+    r_expected = -(online.action[slots, 0] - 0.6 * s0) ** 2
+    assert np.allclose(online.reward[slots], r_expected, atol=1e-5)
+    assert np.isclose(online.reward[slots], 0.0, atol=1e-7).sum() >= 10

@@ -150,6 +150,7 @@ class OnlineTrainer:
         self.recent_returns: list[float] = []
         self.recent_success: list[float] = []
         self.last_ckpt_step = 0
+        self.interventions = 0
 
     # State ---------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -172,7 +173,7 @@ class OnlineTrainer:
             self.demo.save(tmp / "demo.npz")
         state = {"env_step": self.env_step, "episode": self.episode, "critic_updates": self.critic_updates,
                  "recent_returns": self.recent_returns, "recent_success": self.recent_success,
-                 "rng": self.rng.bit_generator.state, "env": self.env_name, "seed": self.seed,
+                 "interventions": self.interventions, "rng": self.rng.bit_generator.state, "env": self.env_name, "seed": self.seed,
                  "demos": self.demos_path}
         (tmp / "state.json").write_text(json.dumps(state))
         (tmp / "config.json").write_text(json.dumps({"env": self.env_name, **to_dict(self.cfg),
@@ -213,6 +214,7 @@ class OnlineTrainer:
         self.critic_updates = state["critic_updates"]
         self.recent_returns, self.recent_success = state["recent_returns"], state["recent_success"]
         self.rng.bit_generator.state = state["rng"]
+        self.interventions = state.get("interventions", 0)
         self.last_ckpt_step = self.env_step
 
     # Loop ----------------------------------------------------------------------------------------------
@@ -232,6 +234,18 @@ class OnlineTrainer:
             lengths.append(n)
         return {"eval/return": float(np.mean(returns)), "eval/success_rate": float(np.mean(successes)),
                 "eval/episode_length": float(np.mean(lengths))}
+
+    def _add_intervention(self, obs, action, reward, next_obs, terminated) -> None:
+        """HIL-SERL: interventions also go to the demo buffer, so the demo share of batches grows.
+
+        Each intervened step is stored as its own one-step segment (bootstrapping from next_obs unless
+        terminal), which keeps 1-step targets exact without tracking where a takeover ends.
+        """
+        if self.demo is None:
+            return
+        self.demo.start_episode(obs)
+        self.demo.add(action, reward, next_obs, terminated, True)
+        self.interventions += 1
 
     def _update(self) -> dict[str, float]:
         a, metrics = self.cfg.agent, {}
@@ -270,6 +284,10 @@ class OnlineTrainer:
                     else:
                         action = self.agent.act(obs)
                     next_obs, reward, term, trunc, info = self.env.step(action)
+                    executed = info.get("intervene_action")
+                    if executed is not None:  # a person took over: learn from what was executed
+                        action = np.asarray(executed, np.float32)
+                        self._add_intervention(obs, action, reward, next_obs, term)
                     self.online.add(action, reward, next_obs, term, trunc)
                     self.env_step += 1
                     ep_ret += reward
