@@ -37,10 +37,15 @@ def student_config(teacher_cfg: PolicyConfig, recipe_cfg: ConsistencyConfig, sig
     return ConsistencyConfig(**shared, **own)
 
 
-def teacher_grid(teacher, sigma_min: float, sigma_max: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sigmas ascending, teacher timestep per sigma; -1 for the sigma_min boundary level)."""
+def teacher_grid(teacher, sigma_min: float, sigma_max: float, levels: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sigmas ascending, teacher timestep per sigma; -1 for the sigma_min boundary level).
+
+    ``levels`` > 0 keeps levels - 1 teacher steps spread evenly (a coarser grid: consistency propagates
+    from the boundary in fewer updates, and one teacher DDIM jump per pair stays accurate)."""
     sig = losses.vp_sigmas(teacher.alphas_cumprod())
     keep = torch.nonzero(sig <= sigma_max).flatten()
+    if levels and 1 < levels - 1 < len(keep):
+        keep = keep[torch.linspace(0, len(keep) - 1, levels - 1).round().long()]
     if len(keep) == 0:
         raise ValueError(f"no teacher noise level is <= sigma_max={sigma_max} (smallest {float(sig.min()):.3g})")
     if float(sig[keep[0]]) <= sigma_min:
@@ -56,7 +61,7 @@ class DistillObjective:
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         c = student.config
-        self.sigmas, self.steps = teacher_grid(teacher, c.sigma_min, c.sigma_max)
+        self.sigmas, self.steps = teacher_grid(teacher, c.sigma_min, c.sigma_max, c.distill_levels)
         self.huber_c = c.huber_c or losses.default_huber_c(c.horizon * c.action_dim)
         self.dsm_weight = c.dsm_weight
         self.clip = bool(getattr(teacher.config, "clip_sample", True))
@@ -95,7 +100,7 @@ def distill(teacher_path: str | Path, recipe, episodes, out: str | Path, *, step
     if recipe.type != "consistency":
         raise ValueError(f"distill needs a consistency recipe, got type {recipe.type!r}")
     rc = recipe.policy
-    sigmas, _ = teacher_grid(teacher, rc.sigma_min, rc.sigma_max)
+    sigmas, _ = teacher_grid(teacher, rc.sigma_min, rc.sigma_max, rc.distill_levels)
     torch.manual_seed(recipe.train.seed)
     student = ConsistencyPolicy(student_config(teacher.config, rc, float(sigmas[-1])))
     own = student.state_dict()

@@ -27,6 +27,7 @@ class ConsistencyConfig(PolicyConfig):
     # distillation only
     huber_c: float = 0.0  # 0: 0.00054 * sqrt(horizon * action_dim)
     dsm_weight: float = 0.1
+    distill_levels: int = 0  # 0: every teacher step; N: N-1 teacher steps spread evenly + sigma_min
     warm_start: bool = True
 
     def __post_init__(self) -> None:
