@@ -35,6 +35,9 @@ def test_teacher_grid_maps_ddpm_steps_to_ve_sigmas(teacher_dir):
     assert sig[5].item() == pytest.approx(((1 - ab[t]) / ab[t]).sqrt().item(), rel=1e-6)
     with pytest.raises(ValueError, match="sigma_min"):
         teacher_grid(teacher, 0.5, 80.0)
+    coarse, coarse_steps = teacher_grid(teacher, 0.002, 80.0, levels=18)
+    assert len(coarse) == 18 and coarse_steps[1].item() == 0 and coarse_steps[-1].item() == steps[-1].item()
+    assert torch.all(coarse[1:] > coarse[:-1])
 
 
 def test_teacher_step_is_ddim_in_ve_coordinates(teacher_dir):
