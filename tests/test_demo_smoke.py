@@ -27,3 +27,9 @@ def test_demo_quick_end_to_end(tmp_path):
         sheet = cv2.imread(str(out / f"{short}_contact_sheet.png"))
         assert sheet is not None and sheet.shape[0] > 100
     assert summary["collect"]["sim/pick_cube"]["success_rate"] >= 2 / 3
+    bc = summary["bc"]
+    assert bc["train_steps"] == 40 and bc["episodes"] == 2 and 0.0 <= bc["success_rate"] <= 1.0
+    assert (out / "peg_bc" / "checkpoint" / "model.safetensors").is_file()
+    rollout = iio.imread(bc["videos"][0])
+    assert rollout.shape[0] > 5
+    assert "BC peg_insert" in proc.stdout

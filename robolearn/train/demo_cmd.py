@@ -19,11 +19,13 @@ TASKS = ("sim/pick_cube", "sim/peg_insert")
 @dataclass
 class DemoContext:
     out: Path
-    episodes: int = 30
+    episodes: int = 50
     noise: float = 0.2
     image_size: int = 128
     quick: bool = False
     seed: int = 0
+    bc_steps: int = 2000
+    eval_episodes: int = 20
     summary: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -78,6 +80,42 @@ def write_videos(ctx: DemoContext) -> dict:
     return written
 
 
+@stage("bc")
+def train_and_eval_bc(ctx: DemoContext) -> dict:
+    """A small diffusion policy trained by BC on the peg demos, evaluated in sim with a rollout video."""
+    import json as _json
+
+    import torch
+
+    from robolearn.train.bc import load_episodes, load_recipe, train_bc
+    from robolearn.train.evaluate import evaluate, load_policy
+
+    recipe_path = Path(__file__).resolve().parents[2] / "policies" / "diffusion.yaml"
+    recipe = load_recipe(recipe_path) if recipe_path.is_file() else None
+    if recipe is None:
+        raise FileNotFoundError(f"policy recipe not found: {recipe_path}")
+    task = "sim/peg_insert"
+    run_dir = ctx.out / "peg_bc"
+    steps = 40 if ctx.quick else ctx.bc_steps
+    episodes = 2 if ctx.quick else ctx.eval_episodes
+    torch.set_num_threads(1)  # CPU-sized nets: one thread beats OpenMP barriers on a busy machine
+    print(f"\n== behaviour cloning: diffusion policy on {task} demos, {steps} steps ==")
+    demos = load_episodes(ctx.data_dir(task), success_only=True)
+    train = train_bc(recipe, demos, run_dir, steps=steps, resume=(run_dir / "checkpoint").exists(),
+                     data_path=str(ctx.data_dir(task)))
+    policy = load_policy(run_dir)
+    print(f"== evaluating on {task}: {episodes} episodes, DDIM-10 ==")
+    result = evaluate(policy, task, episodes=episodes, sampler="ddim", steps=10, video_episodes=1,
+                      video_dir=ctx.out / "peg_bc_rollouts")
+    (ctx.out / "peg_bc_eval.json").write_text(_json.dumps(result, indent=2, default=str))
+    lo, hi = result["ci95"]
+    print(f"{task} BC (diffusion, DDIM-10): success {result['successes']}/{episodes} "
+          f"({100 * result['success_rate']:.0f}%, 95% CI {100 * lo:.0f}-{100 * hi:.0f}%), video {result['videos']}")
+    return {"task": task, "train_steps": train["step"], "final_loss": round(float(train["loss"]), 5),
+            "episodes": episodes, "success_rate": result["success_rate"], "ci95": [lo, hi],
+            "videos": result["videos"]}
+
+
 def run_demo(ctx: DemoContext, stages: list[str] | None = None) -> dict:
     ctx.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -101,14 +139,21 @@ def print_summary(summary: dict) -> None:
         print(f"{task:>16}: {s.get('episodes')} episodes, success {100 * s.get('success_rate', 0):.0f}%, "
               f"{s.get('total_steps')} steps")
     for key, value in summary.items():
-        if key not in ("collect", "videos", "seconds", "total_seconds") and isinstance(value, dict):
+        if key == "bc":
+            lo, hi = value["ci95"]
+            print(f"{'BC peg_insert':>16}: diffusion policy ({value['train_steps']} steps) success "
+                  f"{100 * value['success_rate']:.0f}% over {value['episodes']} episodes "
+                  f"(95% CI {100 * lo:.0f}-{100 * hi:.0f}%), rollout video {value['videos']}")
+        elif key not in ("collect", "videos", "seconds", "total_seconds") and isinstance(value, dict):
             print(f"{key:>16}: {json.dumps(value, default=str)[:300]}")
     print(f"{'time':>16}: {summary.get('total_seconds')} s  (per stage: {summary.get('seconds')})")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/demo")
-    parser.add_argument("--episodes", type=int, default=30, help="expert demos per task")
+    parser.add_argument("--episodes", type=int, default=50, help="expert demos per task")
+    parser.add_argument("--bc-steps", type=int, default=2000, help="behaviour-cloning steps for the peg policy")
+    parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--noise", type=float, default=0.2, help="expert noise (suboptimal, varied demos)")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (few episodes, tiny training)")
@@ -116,9 +161,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    episodes = 3 if args.quick and args.episodes == 30 else args.episodes
+    episodes = 3 if args.quick and args.episodes == 50 else args.episodes
     ctx = DemoContext(out=Path(args.out), episodes=episodes, noise=args.noise, image_size=args.image_size,
-                      quick=args.quick)
+                      quick=args.quick, bc_steps=args.bc_steps, eval_episodes=args.eval_episodes)
     stages = [s for s in args.stages.split(",") if s] if args.stages else None
     summary = run_demo(ctx, stages)
     print_summary(summary)
