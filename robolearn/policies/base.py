@@ -112,7 +112,7 @@ class ChunkPolicy(nn.Module):
         self._obs_history.append(o)
 
     def _history_batch(self) -> dict[str, Any]:
-        device = next(self.parameters()).device
+        device = self.action_norm.min.device
         hist = list(self._obs_history)
         batch: dict[str, Any] = {"state": torch.from_numpy(np.stack([h["state"] for h in hist]))[None].to(device)}
         if self.config.cameras:
@@ -127,9 +127,11 @@ class ChunkPolicy(nn.Module):
         """Observe ``obs`` and return the chunk to execute now, (n_action_steps, A) float32."""
         self.observe(obs)
         was_training = self.training
-        self.eval()
+        if was_training:  # toggling walks every submodule: skip it on the hot path
+            self.eval()
         chunk = self.executable(self.sample_actions(self._history_batch(), generator=generator, **kw))
-        self.train(was_training)
+        if was_training:
+            self.train()
         return chunk[0].cpu().numpy().astype(np.float32)
 
     @torch.no_grad()
