@@ -113,3 +113,37 @@ def test_warm_started_student_starts_at_teacher_x0_estimate(teacher_dir):
     c_skip = 0.25 / ((sigma - 0.002) ** 2 + 0.25)
     expected = c_skip * x + (1 - c_skip) * (x - sigma * eps)
     assert torch.allclose(student.denoise(x, sigma.expand(2), cond), expected, atol=1e-5)
+
+
+def test_trajectory_target_is_the_teachers_sequential_solve(teacher_dir):
+    """The CTM s=0 target equals stepping the teacher down the grid one level at a time, per sample."""
+    from robolearn.policies.consistency.configuration import ConsistencyConfig
+    from robolearn.policies.consistency.modeling import ConsistencyPolicy
+    from robolearn.train.distill import TrajectoryDistillObjective, student_config
+
+    teacher = ckpt.load_policy(teacher_dir)
+    student = ConsistencyPolicy(student_config(teacher.config, ConsistencyConfig(distill_levels=6), 80.0))
+    obj = TrajectoryDistillObjective(teacher, student)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 8, 2, generator=g) * 5
+    cond = teacher.encode_obs({"state": torch.randn(3, 2, 4, generator=g)})
+    n = torch.tensor([5, 2, 0])
+    out = obj.teacher_solve(x, n, cond)
+    for i in range(3):
+        xi = x[i:i + 1]
+        for level in range(int(n[i]), 0, -1):
+            xi = obj.teacher_step(xi, torch.tensor([level]), cond[i:i + 1])
+        torch.testing.assert_close(out[i:i + 1], xi)
+    torch.testing.assert_close(out[2], x[2])  # already at the boundary: unchanged
+    # the objective is differentiable in the student only
+    batch = {"state": torch.randn(4, 2, 4, generator=g), "action": torch.rand(4, 8, 2, generator=g) * 2 - 1}
+    loss = obj(student, batch)
+    loss.backward()
+    assert loss.item() > 0 and all(p.grad is None for p in teacher.parameters())
+
+
+def test_unknown_distill_target_is_rejected():
+    from robolearn.policies.consistency.configuration import ConsistencyConfig
+
+    with pytest.raises(ValueError, match="distill_target"):
+        ConsistencyConfig(distill_target="progressive")

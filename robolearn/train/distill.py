@@ -91,6 +91,45 @@ class DistillObjective:
         return losses.consistency_distill_loss(pred, target, x0, self.huber_c, self.dsm_weight)
 
 
+class TrajectoryDistillObjective(DistillObjective):
+    """CTM's jump from the top level straight to clean data, with the teacher's full solve as target.
+
+    Noise a demo chunk to a random grid level, run the teacher's deterministic DDIM solve down the
+    (coarse) grid to sigma_min, and regress the student's one-jump estimate onto it (pseudo-Huber),
+    plus the same denoising term. One-step acting starts at the top level, where the regression is
+    exactly "reproduce the teacher's sampler from this noise".
+    """
+
+    @torch.no_grad()
+    def teacher_solve(self, x: torch.Tensor, n: torch.Tensor, cond_t: torch.Tensor) -> torch.Tensor:
+        n = n.clone()
+        while bool((n > 0).any()):
+            active = n > 0
+            x_next = self.teacher_step(x[active], n[active], cond_t[active])
+            x = x.clone()
+            x[active] = x_next
+            n[active] -= 1
+        return x
+
+    def __call__(self, student: ConsistencyPolicy, batch: dict[str, Any]) -> torch.Tensor:
+        cond = student.encode_obs(batch)
+        with torch.no_grad():
+            cond_t = self.teacher.encode_obs(batch)
+        x0 = student.action_norm.normalize(batch["action"].float())
+        top = len(self.sigmas) - 1
+        # half the batch at the top level (what one-step acting uses), half anywhere on the grid
+        n_hi = torch.randint(1, len(self.sigmas), (x0.shape[0],))
+        n_hi[: x0.shape[0] // 2] = top
+        s_hi = self.sigmas[n_hi]
+        x_hi = x0 + s_hi.view(-1, 1, 1) * torch.randn_like(x0)
+        target = self.teacher_solve(x_hi, n_hi, cond_t)
+        pred = student.denoise(x_hi, s_hi, cond)
+        return losses.consistency_distill_loss(pred, target, x0, self.huber_c, self.dsm_weight)
+
+
+OBJECTIVES = {"consistency": DistillObjective, "trajectory": TrajectoryDistillObjective}
+
+
 def distill(teacher_path: str | Path, recipe, episodes, out: str | Path, *, steps: int | None = None,
             resume: bool = False, data_path: str | None = None, progress: bool = True) -> dict[str, Any]:
     from robolearn.train import checkpoint as ckpt
@@ -115,5 +154,6 @@ def distill(teacher_path: str | Path, recipe, episodes, out: str | Path, *, step
             f"({tc.state_dim}, {tc.action_dim})"
         )
     meta = {"data": data_path, "trainer": "distill", "teacher": str(teacher_path), "train": _plain(recipe.train)}
-    return run_training(student, DistillObjective(teacher, student), dataset, recipe.train, out,
+    objective = OBJECTIVES[student.config.distill_target](teacher, student)
+    return run_training(student, objective, dataset, recipe.train, out,
                         steps=steps, resume=resume, meta=meta, progress=progress)

@@ -29,6 +29,9 @@ class ConsistencyConfig(PolicyConfig):
     dsm_weight: float = 0.1
     distill_levels: int = 0  # 0: every teacher step; N: N-1 teacher steps spread evenly + sigma_min
     warm_start: bool = True
+    # 'consistency': one teacher step between adjacent levels (consistency distillation);
+    # 'trajectory': the teacher's whole DDIM solve from sigma_max to clean (CTM's s = 0 jump)
+    distill_target: str = "consistency"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -42,5 +45,7 @@ class ConsistencyConfig(PolicyConfig):
             raise ValueError(f"inference_steps must be in [1, n_levels={self.n_levels}], got {self.inference_steps}")
         if self.parameterization not in ("edm", "vp_eps"):
             raise ValueError(f"parameterization must be 'edm' or 'vp_eps', got {self.parameterization!r}")
+        if self.distill_target not in ("consistency", "trajectory"):
+            raise ValueError(f"distill_target must be 'consistency' or 'trajectory', got {self.distill_target!r}")
         if self.objective not in ("denoise", "distill"):
             raise ValueError(f"objective must be 'denoise' or 'distill', got {self.objective!r}")
