@@ -104,6 +104,7 @@ class ExpertSource:
 
 register_source("random", RandomSource)
 register_source("expert", ExpertSource)
+register_source("policy", "robolearn.train.evaluate:PolicySource")  # --source policy --checkpoint RUN
 
 
 # ----------------------------------------------------------------------------------------------

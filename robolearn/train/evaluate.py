@@ -54,6 +54,8 @@ class PolicySource:
             raise ValueError("--source policy needs --checkpoint DIR")
         self.policy = load_policy(options.checkpoint)
         self.generator = torch.Generator()
+        # CPU-sized nets at batch 1: extra OpenMP threads only add barrier waits (10-50x slower on a busy machine)
+        torch.set_num_threads(1)
 
     def reset(self, seed: int) -> None:
         self.policy.reset()
