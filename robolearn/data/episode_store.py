@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+from robolearn.data.fsutil import pid_alive
 
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
@@ -118,16 +119,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _episode_files(root: Path) -> dict[str, os.stat_result]:
@@ -506,7 +497,7 @@ class EpisodeStore:
                     continue
                 pid_part = entry.name[len(_TMP_PREFIX) :].split("-", 1)[0]
                 try:
-                    dead = not _pid_alive(int(pid_part))
+                    dead = not pid_alive(int(pid_part))
                 except ValueError:
                     dead = True
                 try:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from robolearn.data.fsutil import pid_alive
 
 CODEBASE_VERSION = "v2.1"
 DEFAULT_CHUNKS_SIZE = 1000
@@ -236,16 +237,6 @@ def frames_table(columns: dict[str, np.ndarray], features: dict[str, dict[str, A
 # ----------------------------------------------------------------------------------------------
 # Output directory handling
 # ----------------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clean_stale_tmp(out: Path) -> None:
     """Remove temp export dirs for ``out`` left by exports that died (their pid is gone)."""
     prefix = f".{out.name}{_TMP_MARK}"
@@ -258,7 +249,7 @@ def _clean_stale_tmp(out: Path) -> None:
             pid = int(entry.name[len(prefix) :].split("-", 1)[0])
         except ValueError:
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             shutil.rmtree(entry, ignore_errors=True)
 
 
