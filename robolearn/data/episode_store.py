@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+
 from robolearn.data.fsutil import pid_alive
 
 FORMAT_VERSION = 1

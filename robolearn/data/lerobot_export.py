@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
 from robolearn.data.fsutil import pid_alive
 
 CODEBASE_VERSION = "v2.1"
