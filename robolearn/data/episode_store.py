@@ -35,7 +35,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from robolearn.data.fsutil import pid_alive
+from robolearn.data.fsutil import fsync_path, pid_alive
 
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
@@ -100,16 +100,7 @@ def decode_png(buf: np.ndarray) -> np.ndarray:
 # Helpers
 # ----------------------------------------------------------------------------------------------
 def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_path(path)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from robolearn.data.fsutil import pid_alive
+from robolearn.data.fsutil import fsync_path, pid_alive
 
 CODEBASE_VERSION = "v2.1"
 DEFAULT_CHUNKS_SIZE = 1000
@@ -269,16 +269,7 @@ def _fsync_tree(root: Path) -> None:
     """Flush every file and directory under ``root`` so the rename publishes data that is on disk."""
     for dirpath, _dirs, files in os.walk(root, topdown=False):
         for name in [*files, "."]:
-            try:
-                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            fsync_path(os.path.join(dirpath, name))
 
 
 def _publish(tmp: Path, out: Path, force: bool) -> None:

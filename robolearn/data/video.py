@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robolearn.data.fsutil import atomic_target
+
 
 def _check_frames(frames, what: str) -> np.ndarray:
     if frames is None:
@@ -45,8 +47,7 @@ def write_mp4(frames, path: str | os.PathLike, fps: float = 20.0) -> Path:
     pad_h, pad_w = arr.shape[1] % 2, arr.shape[2] % 2
     if pad_h or pad_w:
         arr = np.pad(arr, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
-    tmp = _tmp_for(path)
-    try:
+    with atomic_target(path, _tmp_for(path)) as tmp:
         writer = imageio.get_writer(
             tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
             macro_block_size=1, quality=8, ffmpeg_log_level="error",
@@ -56,12 +57,6 @@ def write_mp4(frames, path: str | os.PathLike, fps: float = 20.0) -> Path:
                 writer.append_data(frame)
         finally:
             writer.close()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -107,14 +102,6 @@ def contact_sheet(frames, path: str | os.PathLike, cols: int = 8, n: int = 16, l
     ok, buf = cv2.imencode(".png", sheet)
     if not ok:
         raise ValueError(f"contact_sheet: PNG encoding failed for a {sheet.shape} image")
-    tmp = _tmp_for(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(buf.tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_target(path, _tmp_for(path)) as tmp:
+        tmp.write_bytes(buf.tobytes())
     return path
