@@ -98,12 +98,65 @@ def test_state_round_trip_gives_identical_next_update():
     assert np.array_equal(a.act(obs), b.act(obs))  # same exploration noise too
 
 
+def _mixed_batch(seed, images=None):
+    b = _batch(seed=seed, images=images)
+    b["is_demo"] = torch.arange(8) % 2 == 0
+    return b
+
+
+@pytest.mark.parametrize("images", [None, {"front": (12, 12, 3)}])
+def test_functional_update_matches_autograd_update(images):
+    """The fused functional update (eager here; compiled in the slow test) = the autograd reference:
+    same metrics, same parameters, same Adam state in torch.optim's format, same RNG stream."""
+    from robolearn.rl.fused import FusedUpdate
+
+    cfg = dict(TINY, bc_weight=0.5, backup_entropy=True, actor_every=2,
+               encoder=EncoderConfig(channels=4, conv_layers=1, feature_dim=5, shift_pad=2))
+    ref = SACAgent(SACConfig(**cfg), 3, 2, image_shapes=images, seed=4)
+    fun = SACAgent(SACConfig(**cfg), 3, 2, image_shapes=images, seed=4)
+    fun._fused = FusedUpdate(fun, compile=False)
+    for i in range(5):
+        mr = ref.update(_mixed_batch(i, images), update_actor=i % 2 == 0)
+        mf = fun.update(_mixed_batch(i, images), update_actor=i % 2 == 0)
+        assert mr.keys() == mf.keys()
+        for k in mr:
+            assert mf[k] == pytest.approx(mr[k], rel=1e-5, abs=1e-6), (i, k)
+    sr, sf = ref.state_tensors(), fun.state_tensors()
+    assert sr.keys() == sf.keys()
+    for k in sr:
+        assert torch.allclose(sr[k].double(), sf[k].double(), rtol=1e-4, atol=1e-6), k
+    assert sf["critic_opt.state.0.step"].item() == 5.0 and sf["actor_opt.state.0.step"].item() == 3.0
+    # a functional-path checkpoint loads into the autograd path and both take the same next step
+    ref.load_state_tensors(sf)
+    mr, mf = ref.update(_mixed_batch(9, images)), fun.update(_mixed_batch(9, images))
+    for k in mr:
+        assert mf[k] == pytest.approx(mr[k], rel=1e-5, abs=1e-6), k
+
+
+def test_target_runs_only_the_drawn_members():
+    """Evaluating just the drawn pair equals subset_min over the whole ensemble (batched and loop critics)."""
+    from robolearn.rl.losses import subset_min
+    from robolearn.rl.networks import Critic, LoopCritic
+
+    torch.manual_seed(0)
+    critic = Critic(5, 2, (16, 16), 6, True)
+    loop = LoopCritic(critic)
+    feat, act = torch.randn(7, 5), torch.randn(7, 2)
+    members = torch.tensor([4, 1])
+    full = critic(feat, act)
+    sub = critic(feat, act, members)
+    assert sub.shape == (2, 7)
+    assert torch.allclose(sub, full[[4, 1]], atol=1e-6)
+    assert torch.allclose(sub.min(0).values, subset_min(full, members), atol=1e-6)
+    assert torch.allclose(loop(feat, act, members), sub, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_compiled_update_matches_eager():
-    """torch.compile of the loss computations (cold compile takes a minute): same numbers as eager."""
+    """The whole update compiled as one graph (robolearn/rl/fused.py; cold compile ~40 s): same numbers as eager."""
     eager = SACAgent(SACConfig(**TINY), 3, 2, seed=4)
     compiled = SACAgent(SACConfig(**TINY, compile=True), 3, 2, seed=4)
     for i in range(3):
-        me, mc = eager.update(_batch(seed=i)), compiled.update(_batch(seed=i))
+        me, mc = eager.update(_batch(seed=i), update_actor=i != 1), compiled.update(_batch(seed=i), update_actor=i != 1)
         for k in me:
             assert mc[k] == pytest.approx(me[k], rel=1e-4, abs=1e-5), k

@@ -42,6 +42,21 @@ def matmul_peak(threads: int, n: int = 1024, reps: int = 10) -> float:
     return best / 1e9
 
 
+def copy_bandwidth(threads: int, mib: int = 32, reps: int = 10) -> float:
+    """Best GB/s (read + write) of a large tensor copy: the ceiling for the element-wise half of an update."""
+    import torch
+
+    src = torch.randn(mib * 2**20 // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = 0.0
+    for _ in range(reps):
+        t = time.perf_counter()
+        dst.copy_(src)
+        best = max(best, 2 * src.numel() * 4 / (time.perf_counter() - t))
+    return best / 1e9
+
+
 def _batch(b: int, state_dim: int, action_dim: int):
     import torch
 
@@ -131,6 +146,7 @@ def run(args) -> int:
         "sac_2_critics": (SACConfig(**base, num_critics=2, backup_entropy=True), False),
     }
     if args.compile:
+        # the whole update (losses, gradients, Adam, Polyak) as one graph: robolearn/rl/fused.py
         configs["rlpd_10_critics_compiled"] = (SACConfig(**base, num_critics=10, compile=True), False)
         configs["sac_2_critics_compiled"] = (SACConfig(**base, num_critics=2, backup_entropy=True, compile=True), False)
     runners, flops, notes = {}, {}, {}
@@ -162,6 +178,7 @@ def run(args) -> int:
                 step()
             rates[name].append(args.updates / (time.perf_counter() - t))
     peak = max(peak_before, matmul_peak(args.threads))
+    bandwidth = copy_bandwidth(args.threads)
     results = {}
     for name, rs in rates.items():
         ups = median(rs)
@@ -172,18 +189,23 @@ def run(args) -> int:
                          **(notes.get(name) or {})}
     ratios = {}
     if "sb3_sac_2_critics" in results:
-        ratios["sac_2_critics_vs_sb3"] = round(results["sac_2_critics"]["updates_per_s"]
-                                               / results["sb3_sac_2_critics"]["updates_per_s"], 2)
+        for name in ("sac_2_critics", "sac_2_critics_compiled"):
+            if name in results:
+                ratios[f"{name}_vs_sb3"] = round(results[name]["updates_per_s"]
+                                                 / results["sb3_sac_2_critics"]["updates_per_s"], 2)
+    if "rlpd_10_critics_compiled" in results:
+        ratios["compiled_vs_eager_10_critics"] = round(results["rlpd_10_critics_compiled"]["updates_per_s"]
+                                                       / results["rlpd_10_critics_batched"]["updates_per_s"], 2)
     ratios["batched_vs_loop_10_critics"] = round(results["rlpd_10_critics_batched"]["updates_per_s"]
                                                  / results["rlpd_10_critics_loop"]["updates_per_s"], 2)
     out = {"bench": "learner", "machine": machine_info(), "load_average": list(os.getloadavg()),
            "sizes": {"state_dim": sd, "action_dim": ad, "batch": b, "hidden": [h, h]},
-           "matmul_peak_gflops": round(peak, 1), "rounds": args.rounds, "updates_per_round": args.updates,
+           "matmul_peak_gflops": round(peak, 1), "copy_bandwidth_gbs": round(bandwidth, 1), "rounds": args.rounds, "updates_per_round": args.updates,
            "results": results, "ratios": ratios,
            "notes": {k: v for k, v in notes.items() if isinstance(v, str)}}
     path = write_json(out, args.out)
     for name, r in results.items():
         print(f"{name:28s} {r['updates_per_s']:8.1f} upd/s  {r['achieved_gflops']:7.1f} GFLOP/s "
               f"({100 * r['fraction_of_matmul_peak']:.0f}% of {peak:.0f})")
-    print(f"ratios: {ratios}\nwrote {path}")
+    print(f"matmul peak {peak:.0f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s\nratios: {ratios}\nwrote {path}")
     return 0

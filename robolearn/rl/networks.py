@@ -22,10 +22,13 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(members, 1, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        w, b = self.weight, self.bias
+        if members is not None:  # only these members (e.g. the target's random pair): no wasted FLOPs
+            w, b = w.index_select(0, members), b.index_select(0, members)
         if x.dim() == 2:  # shared input: broadcast matmul avoids materialising E copies of x
-            return torch.matmul(x, self.weight) + self.bias
-        return torch.baddbmm(self.bias, x, self.weight)
+            return torch.matmul(x, w) + b
+        return torch.baddbmm(b, x, w)
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -37,8 +40,11 @@ class EnsembleLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(members, 1, features))
         self.bias = nn.Parameter(torch.zeros(members, 1, features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.bias, F.layer_norm(x, (self.features,)), self.weight)
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        w, b = self.weight, self.bias
+        if members is not None:
+            w, b = w.index_select(0, members), b.index_select(0, members)
+        return torch.addcmul(b, F.layer_norm(x, (self.features,)), w)
 
 
 class EnsembleMLP(nn.Module):
@@ -57,8 +63,13 @@ class EnsembleMLP(nn.Module):
         layers.append(EnsembleLinear(members, dims[-1], out_dim))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """All members, or only ``members`` (a 1-D index tensor): (B, in) -> (E or len(members), B, out)."""
+        if members is None:
+            return self.net(x)
+        for layer in self.net:
+            x = layer(x, members) if isinstance(layer, (EnsembleLinear, EnsembleLayerNorm)) else layer(x)
+        return x
 
     def member(self, i: int) -> nn.Sequential:
         """A plain nn.Sequential holding a copy of member ``i`` (for tests and the loop-of-modules benchmark)."""
@@ -101,8 +112,8 @@ class Critic(nn.Module):
         self.members = members
         self.net = EnsembleMLP(members, feature_dim + action_dim, hidden, 1, layer_norm)
 
-    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([features, action], dim=-1)).squeeze(-1)
+    def forward(self, features: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(torch.cat([features, action], dim=-1), members).squeeze(-1)
 
 
 class LoopCritic(nn.Module):
@@ -112,9 +123,10 @@ class LoopCritic(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(critic.net.member(i) for i in range(critic.members))
 
-    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
         x = torch.cat([features, action], dim=-1)
-        return torch.stack([m(x).squeeze(-1) for m in self.members])
+        chosen = self.members if members is None else [self.members[int(i)] for i in members]
+        return torch.stack([m(x).squeeze(-1) for m in chosen])
 
 
 class Actor(nn.Module):

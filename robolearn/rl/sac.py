@@ -16,6 +16,7 @@ import torch
 
 from robolearn.rl import losses
 from robolearn.rl.encoders import EncoderConfig, ObsEncoder, augment
+from robolearn.rl.fused import FusedUpdate, _opt_hparams
 from robolearn.rl.networks import Actor, Critic
 
 
@@ -42,7 +43,7 @@ class SACConfig:
     log_std_min: float = -10.0
     log_std_max: float = 2.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    compile: bool = False                 # torch.compile of the loss computations (cold compile 40-90 s)
+    compile: bool = False                 # the whole update as one torch.compile graph (robolearn/rl/fused.py)
     fused_adam: bool = True
 
     def __post_init__(self) -> None:
@@ -111,11 +112,10 @@ class SACAgent:
         self._target_list = list(self.target_critic.parameters())
         self._online_list = list(self.critic.parameters())
         self.num_updates = 0
-        self._critic_fn = self._critic_loss
-        self._actor_fn = self._actor_loss
-        if cfg.compile:
-            self._critic_fn = torch.compile(self._critic_loss)
-            self._actor_fn = torch.compile(self._actor_loss)
+        self._fused_hparams = {"critic": _opt_hparams(self.critic_opt), "actor": _opt_hparams(self.actor_opt),
+                               "temp": _opt_hparams(self.temp_opt)}
+        # compile: the whole update (both losses, their gradients, Adam, Polyak) as one compiled graph
+        self._fused = FusedUpdate(self, compile=True) if cfg.compile else None
 
     # Acting -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -143,7 +143,8 @@ class SACAgent:
             next_feat = self.encoder(next_obs)
             mean, log_std = self.actor(next_feat)
             next_action, next_logp = losses.tanh_gaussian_sample(mean, log_std, next_noise)
-            next_q = losses.subset_min(self.target_critic(next_feat, next_action), members)
+            # only the drawn members run (= subset_min over the full ensemble, 1/5 of its FLOPs at 2 of 10)
+            next_q = self.target_critic(next_feat, next_action, members).min(dim=0).values
             if self.cfg.backup_entropy:
                 target = losses.td_target(reward, discount, next_q, next_logp, alpha)
             else:
@@ -169,19 +170,25 @@ class SACAgent:
         b = batch["action"].shape[0]
         next_noise = torch.randn((b, self.action_dim), generator=g)
         members = torch.randperm(cfg.num_critics, generator=g)[: cfg.critic_subset]
+        demo_mask = batch.get("is_demo")
+        if demo_mask is None:
+            demo_mask = torch.zeros(b, dtype=torch.bool)
+        if self._fused is not None:
+            noise = torch.randn((b, self.action_dim), generator=g) if update_actor else next_noise
+            out = self._fused(obs, batch["action"], batch["reward"], batch["discount"], next_obs, next_noise,
+                              members, noise, demo_mask, update_actor)
+            self.num_updates += 1
+            return {k: float(v) for k, v in out.items()}
         alpha = self.alpha
-        c_loss, q, feat = self._critic_fn(obs, batch["action"], batch["reward"], batch["discount"],
-                                          next_obs, next_noise, members, alpha)
+        c_loss, q, feat = self._critic_loss(obs, batch["action"], batch["reward"], batch["discount"],
+                                            next_obs, next_noise, members, alpha)
         self.critic_opt.zero_grad(set_to_none=True)
         c_loss.backward()
         self.critic_opt.step()
         metrics = {"critic_loss": float(c_loss.detach()), "q_mean": float(q.mean())}
         if update_actor:
             noise = torch.randn((b, self.action_dim), generator=g)
-            demo_mask = batch.get("is_demo")
-            if demo_mask is None:
-                demo_mask = torch.zeros(b, dtype=torch.bool)
-            a_loss, logp = self._actor_fn(feat, noise, alpha, batch["action"], demo_mask)
+            a_loss, logp = self._actor_loss(feat, noise, alpha, batch["action"], demo_mask)
             grads = torch.autograd.grad(a_loss, self.actor_params)  # no wasted critic weight grads
             for p, gr in zip(self.actor_params, grads):
                 p.grad = gr

@@ -201,7 +201,11 @@ class OnlineTrainer:
         saved = json.loads((ck / "config.json").read_text())
         # keys added to SACConfig after the checkpoint was written count as their defaults
         saved_agent = {**json.loads(json.dumps(to_dict(SACConfig()))), **saved.get("agent", {})}
-        if saved_agent != json.loads(json.dumps(to_dict(self.cfg.agent))):
+        current = json.loads(json.dumps(to_dict(self.cfg.agent)))
+        for same_math in ("compile",):  # how the update runs, not what it computes: may change on resume
+            saved_agent.pop(same_math, None)
+            current.pop(same_math, None)
+        if saved_agent != current:
             raise ValueError(f"checkpoint {ck} was trained with a different agent config; resume with the same "
                              f"recipe and --set flags (saved: {saved_agent})")
         tensors = load_file(str(ck / "train_state.safetensors"))

@@ -1,0 +1,141 @@
+"""The whole SAC / RLPD update as one function of tensors, so ``torch.compile`` can make it one graph.
+
+Why: on a CPU, eager PyTorch spends most of an update outside the matmuls - ~150 small kernels that
+each stream activations through memory, the autograd engine, the optimizer's per-parameter loop. Here
+the critic step, actor step, temperature step, Adam and Polyak are written functionally
+(``torch.func.grad_and_value`` over ``functional_call``, Adam by hand on ``torch.optim.Adam``'s own
+state tensors), so inductor fuses the element-wise work into a few C++ loops around the GEMMs.
+
+The math and the random draws are those of ``SACAgent.update`` (which stays the readable reference;
+tests check the two agree), and the optimizer state lives where ``torch.optim.Adam`` keeps it, so
+checkpoints and ``--resume`` are unchanged whichever path trained the run.
+"""
+from __future__ import annotations
+
+import torch
+from torch.func import functional_call, grad_and_value
+
+from robolearn.rl import losses
+
+
+def _adam_(params, grads, states, lr: float, betas: tuple[float, float], eps: float) -> None:
+    """torch.optim.Adam's update (no weight decay, no amsgrad), in place, step counters as tensors."""
+    b1, b2 = betas
+    for p, g, st in zip(params, grads, states):
+        step = st["step"]
+        step.add_(1.0)
+        st["exp_avg"].lerp_(g, 1.0 - b1)
+        st["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1.0 - b2)
+        bc1 = 1.0 - torch.pow(b1, step)
+        bc2_sqrt = (1.0 - torch.pow(b2, step)).sqrt()
+        denom = (st["exp_avg_sq"].sqrt() / bc2_sqrt).add_(eps)
+        p.sub_(st["exp_avg"] / denom * (lr / bc1))
+
+
+def _opt_hparams(opt: torch.optim.Optimizer) -> tuple[float, tuple[float, float], float]:
+    group = opt.param_groups[0]
+    if group.get("weight_decay", 0) or group.get("amsgrad", False) or group.get("maximize", False):
+        raise ValueError("the fused update implements plain Adam only (no weight decay, amsgrad or maximize)")
+    return float(group["lr"]), tuple(group["betas"]), float(group["eps"])
+
+
+def _states(opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """The optimizer's own per-parameter state, created the way Adam creates it on its first step."""
+    out = []
+    for p in params:
+        st = opt.state[p]
+        if not st:
+            st["step"] = torch.tensor(0.0)
+            st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        out.append(st)
+    return out
+
+
+class FusedUpdate:
+    """``agent.update`` as one functional step; ``compile=True`` runs it through ``torch.compile``."""
+
+    def __init__(self, agent, compile: bool = True, compile_options: dict | None = None) -> None:
+        self.agent = agent
+        self.enc_names = [n for n, _ in agent.encoder.named_parameters()]
+        self.critic_names = [n for n, _ in agent.critic.named_parameters()]
+        self.actor_names = [n for n, _ in agent.actor.named_parameters()]
+        self.target_names = [n for n, _ in agent.target_critic.named_parameters()]
+        if self.critic_names != self.target_names:
+            raise ValueError("critic and target critic must have the same parameters")
+        # cpp_wrapper: the graph's kernel launches run from generated C++ instead of Python (+9% updates/s
+        # for 2 critics of 256x256 on this CPU, measured interleaved)
+        options = {"cpp_wrapper": True, **(compile_options or {})}
+        self._step = (torch.compile(self._functional_step, dynamic=False, options=options)
+                      if compile else self._functional_step)
+
+    # The pure part ----------------------------------------------------------------------------------
+    def _functional_step(self, enc_p, critic_p, target_p, actor_p, log_alpha, critic_st, actor_st, temp_st,
+                         obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
+                         update_actor: bool):
+        a = self.agent
+        cfg = a.cfg
+        enc = dict(zip(self.enc_names, enc_p))
+        crit = dict(zip(self.critic_names, critic_p))
+        targ = dict(zip(self.target_names, target_p))
+        act = dict(zip(self.actor_names, actor_p))
+        alpha = log_alpha.detach().exp()
+
+        with torch.no_grad():
+            next_feat = functional_call(a.encoder, enc, (next_obs,))
+            mean, log_std = functional_call(a.actor, act, (next_feat,))
+            next_action, next_logp = losses.tanh_gaussian_sample(mean, log_std, next_noise)
+            next_q = functional_call(a.target_critic, targ, (next_feat, next_action, members)).min(dim=0).values
+            if cfg.backup_entropy:
+                target = losses.td_target(reward, discount, next_q, next_logp, alpha)
+            else:
+                target = losses.td_target(reward, discount, next_q)
+
+        def critic_objective(enc_params, crit_params):
+            feat = functional_call(a.encoder, enc_params, (obs,))
+            q = functional_call(a.critic, crit_params, (feat, action))
+            return losses.critic_loss(q, target), (q.detach(), feat.detach())
+
+        (g_enc, g_crit), (c_loss, (q, feat)) = grad_and_value(critic_objective, argnums=(0, 1), has_aux=True)(enc, crit)
+        lr, betas, eps = a._fused_hparams["critic"]
+        with torch.no_grad():
+            _adam_(enc_p + critic_p, [g_enc[n] for n in self.enc_names] + [g_crit[n] for n in self.critic_names],
+                   critic_st, lr, betas, eps)
+        out = {"critic_loss": c_loss.detach(), "q_mean": q.mean()}
+
+        if update_actor:
+            def actor_objective(actor_params):
+                m, ls = functional_call(a.actor, actor_params, (feat,))
+                pi, logp = losses.tanh_gaussian_sample(m, ls, noise)
+                loss = losses.actor_loss(functional_call(a.critic, crit, (feat, pi)), logp, alpha)
+                if cfg.bc_weight > 0:
+                    loss = loss + cfg.bc_weight * losses.bc_loss(torch.tanh(m), action, demo_mask)
+                return loss, logp.detach()
+
+            g_act, (a_loss, logp) = grad_and_value(actor_objective, has_aux=True)(act)
+            lr, betas, eps = a._fused_hparams["actor"]
+            with torch.no_grad():
+                _adam_(actor_p, [g_act[n] for n in self.actor_names], actor_st, lr, betas, eps)
+                # d/d log_alpha of exp(log_alpha) * (entropy - target): losses.temperature_loss by hand
+                entropy = -logp.mean()
+                g_temp = log_alpha.exp() * (entropy - a.target_entropy)
+                lr, betas, eps = a._fused_hparams["temp"]
+                _adam_([log_alpha], [g_temp], temp_st, lr, betas, eps)
+            out.update(actor_loss=a_loss.detach(), entropy=entropy, alpha=log_alpha.detach().exp())
+        with torch.no_grad():
+            torch._foreach_lerp_(target_p, critic_p, cfg.tau)
+        return out
+
+    # The stateful shell -----------------------------------------------------------------------------
+    def __call__(self, obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
+                 update_actor: bool) -> dict[str, torch.Tensor]:
+        a = self.agent
+        update_actor = bool(update_actor)
+        enc_p = list(a.encoder.parameters())
+        critic_p = list(a.critic.parameters())
+        actor_p = list(a.actor.parameters())
+        args = (enc_p, critic_p, list(a.target_critic.parameters()), actor_p, a.log_alpha,
+                _states(a.critic_opt, enc_p + critic_p), _states(a.actor_opt, actor_p),
+                _states(a.temp_opt, [a.log_alpha]),
+                obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask, update_actor)
+        return self._step(*args)
