@@ -133,6 +133,23 @@ def test_functional_update_matches_autograd_update(images):
         assert mf[k] == pytest.approx(mr[k], rel=1e-5, abs=1e-6), k
 
 
+def test_compile_failure_falls_back_to_the_eager_update():
+    """No C++ toolchain (or any compiler error) at the first compiled call: warn, then train eagerly
+    with exactly the numbers the eager agent produces (the RNG stream is rewound)."""
+    ref = SACAgent(SACConfig(**TINY), 3, 2, seed=4)
+    agent = SACAgent(SACConfig(**TINY), 3, 2, seed=4)
+
+    def broken(*args):
+        raise RuntimeError("simulated: no C++ compiler")
+
+    agent._fused = broken
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        mf = agent.update(_batch(seed=0))
+    assert agent._fused is None
+    assert mf == ref.update(_batch(seed=0))
+    assert agent.update(_batch(seed=1)) == ref.update(_batch(seed=1))
+
+
 def test_target_runs_only_the_drawn_members():
     """Evaluating just the drawn pair equals subset_min over the whole ensemble (batched and loop critics)."""
     from robolearn.rl.losses import subset_min

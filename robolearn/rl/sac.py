@@ -116,6 +116,25 @@ class SACAgent:
                                "temp": _opt_hparams(self.temp_opt)}
         # compile: the whole update (both losses, their gradients, Adam, Polyak) as one compiled graph
         self._fused = FusedUpdate(self, compile=True) if cfg.compile else None
+        self._fused_ok: set[bool] = set()  # schedules (update_actor flag) whose graph compiled
+
+    def _call_fused(self, args):
+        """The first call per schedule compiles (~30-60 s). If the toolchain cannot (no C++ compiler, an
+        unsupported platform), say so and train with the eager update: same math, ~2x slower."""
+        flag = bool(args[-1])
+        if flag in self._fused_ok:
+            return self._fused(*args)
+        import warnings
+
+        try:
+            out = self._fused(*args)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure; nothing was updated yet
+            warnings.warn(f"torch.compile of the learner update failed ({type(exc).__name__}: {exc}); "
+                          "using the eager update instead", RuntimeWarning, stacklevel=3)
+            self._fused = None
+            return None
+        self._fused_ok.add(flag)
+        return out
 
     # Acting -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -174,11 +193,14 @@ class SACAgent:
         if demo_mask is None:
             demo_mask = torch.zeros(b, dtype=torch.bool)
         if self._fused is not None:
+            rng_before = g.get_state() if update_actor not in self._fused_ok else None
             noise = torch.randn((b, self.action_dim), generator=g) if update_actor else next_noise
-            out = self._fused(obs, batch["action"], batch["reward"], batch["discount"], next_obs, next_noise,
-                              members, noise, demo_mask, update_actor)
-            self.num_updates += 1
-            return {k: float(v) for k, v in out.items()}
+            out = self._call_fused((obs, batch["action"], batch["reward"], batch["discount"], next_obs, next_noise,
+                                    members, noise, demo_mask, update_actor))
+            if out is not None:
+                self.num_updates += 1
+                return {k: float(v) for k, v in out.items()}
+            g.set_state(rng_before)  # compile failed: the eager path below draws the actor noise itself
         alpha = self.alpha
         c_loss, q, feat = self._critic_loss(obs, batch["action"], batch["reward"], batch["discount"],
                                             next_obs, next_noise, members, alpha)

@@ -277,6 +277,7 @@ class OnlineTrainer:
         metrics: dict[str, float] = {}
         last_eval: dict[str, float] = {}
         t_mark, upd_mark = time.perf_counter(), self.agent.num_updates
+        announced = False
         try:
             while self.env_step < end:
                 obs, _ = self.env.reset(seed=self.seed * 1_000_003 + self.episode)
@@ -300,6 +301,9 @@ class OnlineTrainer:
                     done = term or trunc
                     obs = next_obs
                     if self.env_step >= tc.warmup_steps:
+                        if not announced and self.cfg.agent.compile and progress:
+                            bar.write("compiling the learner update (once per process, ~30-60 s)...")
+                        announced = True
                         metrics = self._update()
                     bar.update(1)
                     if self.env_step % tc.log_every == 0 and metrics:
