@@ -75,13 +75,26 @@ class ObsEncoder(nn.Module):
         self.cameras = sorted(image_shapes)
         self.convs = nn.ModuleDict({cam: ConvEmbed(tuple(image_shapes[cam]), cfg) for cam in self.cameras})
         self.out_dim = state_dim + cfg.feature_dim * len(self.cameras)
+        # state standardization, fixed for a run (identity until set_state_stats); buffers, so checkpoints
+        # and exported policies carry them
+        self.register_buffer("state_mean", torch.zeros(state_dim))
+        self.register_buffer("state_scale", torch.ones(state_dim))
+
+    @torch.no_grad()
+    def set_state_stats(self, states: torch.Tensor, min_scale: float = 1e-2) -> None:
+        """Standardize with these states' mean and std (std floored: constant dims must not explode)."""
+        states = torch.as_tensor(states, dtype=torch.float32).reshape(-1, self.state_dim)
+        if states.shape[0] < 2 or not torch.isfinite(states).all():
+            raise ValueError(f"state statistics need >= 2 finite rows, got {states.shape[0]} rows")
+        self.state_mean.copy_(states.mean(0))
+        self.state_scale.copy_(states.std(0).clamp_min(min_scale))
 
     @property
     def has_params(self) -> bool:
         return len(self.cameras) > 0
 
     def forward(self, obs: dict) -> torch.Tensor:
-        parts = [obs["state"]]
+        parts = [(obs["state"] - self.state_mean) / self.state_scale]
         images = obs.get("images", {})
         for cam in self.cameras:
             parts.append(self.convs[cam](images[cam]))

@@ -43,6 +43,7 @@ class SACConfig:
     log_std_min: float = -10.0
     log_std_max: float = 2.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    normalize_state: bool = True          # standardize states with the demos' statistics (when there are demos)
     compile: bool = False                 # the whole update as one torch.compile graph (robolearn/rl/fused.py)
     fused_adam: bool = True
 
@@ -251,6 +252,9 @@ class SACAgent:
         for name, mod in self._modules().items():
             prefix = f"{name}."
             sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if name == "encoder":  # checkpoints from before state standardization: identity
+                sd.setdefault("state_mean", torch.zeros(self.state_dim))
+                sd.setdefault("state_scale", torch.ones(self.state_dim))
             mod.load_state_dict(sd, strict=True)
         with torch.no_grad():
             self.log_alpha.copy_(tensors["log_alpha"].reshape(()))

@@ -142,6 +142,9 @@ class OnlineTrainer:
 
             self.demo = DemoBuffer.from_store(self.demos_path, spec, self.action_dim,
                                               extra_capacity=cfg.train.demo_extra_capacity, seed=self.seed + 3)
+        if self.demo is not None and cfg.agent.normalize_state:
+            # raw states mix metres, quaternions and gripper openings; a grasp needs ~1 cm resolution
+            self.agent.encoder.set_state_stats(torch.from_numpy(self.demo.state[self.demo.episode >= 0]))
         self.mixer = Mixer(self.online, self.demo, cfg.train.demo_fraction if self.demo is not None else 0.0)
         self.rng = np.random.default_rng(self.seed + 4)  # warm-up actions
         self.env_step = 0
