@@ -133,6 +133,31 @@ def test_functional_update_matches_autograd_update(images):
         assert mf[k] == pytest.approx(mr[k], rel=1e-5, abs=1e-6), k
 
 
+def test_state_standardization_is_fixed_saved_and_backward_compatible():
+    from robolearn.rl.encoders import ObsEncoder
+
+    enc = ObsEncoder(3, {}, EncoderConfig())
+    states = torch.tensor([[0.50, 0.1, 7.0], [0.52, -0.1, 7.0], [0.54, 0.3, 7.0]])
+    assert torch.equal(enc({"state": states}), states)  # identity until statistics are set
+    enc.set_state_stats(states)
+    out = enc({"state": states})
+    assert torch.allclose(out[:, :2].mean(0), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(out[:, :2].std(0), torch.ones(2), atol=1e-5)
+    assert torch.equal(out[:, 2], torch.zeros(3))  # a constant dim is centred, not blown up (scale floor)
+    assert enc.state_scale[2].item() == pytest.approx(1e-2)
+    with pytest.raises(ValueError, match="finite"):
+        enc.set_state_stats(torch.tensor([[0.0, float("nan"), 1.0], [1.0, 2.0, 3.0]]))
+    # the statistics travel with the agent's checkpoint; a checkpoint from before them loads as identity
+    agent = SACAgent(SACConfig(**TINY), 3, 2, seed=0)
+    agent.encoder.set_state_stats(states)
+    other = SACAgent(SACConfig(**TINY), 3, 2, seed=1)
+    other.load_state_tensors(agent.state_tensors())
+    assert torch.equal(other.encoder.state_scale, agent.encoder.state_scale)
+    old = {k: v for k, v in agent.state_tensors().items() if not k.startswith("encoder.state_")}
+    other.load_state_tensors(old)
+    assert torch.equal(other.encoder.state_mean, torch.zeros(3))
+
+
 def test_compile_failure_falls_back_to_the_eager_update():
     """No C++ toolchain (or any compiler error) at the first compiled call: warn, then train eagerly
     with exactly the numbers the eager agent produces (the RNG stream is rewound)."""
