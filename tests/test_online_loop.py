@@ -165,6 +165,7 @@ def test_interventions_are_stored_as_executed_and_join_the_demo_buffer(tmp_path)
         w.step(a, obs, r, term, trunc, info)
     w.close()
     cfg = _cfg(steps=30, warmup_steps=100)  # no updates: only the data path
+    cfg.agent.normalize_state = True
     tr = OnlineTrainer(cfg, "toy/takeover", tmp_path / "run", demos=tmp_path / "demos",
                        env_factory=lambda name, **kw: TakeoverEnv(6))
     before = len(tr.demo)
@@ -177,7 +178,7 @@ def test_interventions_are_stored_as_executed_and_join_the_demo_buffer(tmp_path)
     r_expected = -(online.action[slots, 0] - 0.6 * s0) ** 2
     assert np.allclose(online.reward[slots], r_expected, atol=1e-5)
     assert np.isclose(online.reward[slots], 0.0, atol=1e-7).sum() >= 10
-    # states are standardized with the demos' statistics (5 states of the one demo episode)
+    # normalize_state: states are standardized with the demos' statistics (5 states of the one demo episode)
     demo_states = torch.from_numpy(tr.demo.state[:5])
     assert torch.allclose(tr.agent.encoder.state_mean, demo_states.mean(0), atol=1e-6)
     assert torch.allclose(tr.agent.encoder.state_scale, demo_states.std(0).clamp_min(1e-2), atol=1e-6)

@@ -43,7 +43,7 @@ class SACConfig:
     log_std_min: float = -10.0
     log_std_max: float = 2.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    normalize_state: bool = True          # standardize states with the demos' statistics (when there are demos)
+    normalize_state: bool = False         # standardize states with the demos' statistics (when there are demos)
     compile: bool = False                 # the whole update as one torch.compile graph (robolearn/rl/fused.py)
     fused_adam: bool = True
 
