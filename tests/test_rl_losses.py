@@ -52,6 +52,13 @@ def test_actor_loss_hand_computed():
     loss = losses.actor_loss(q, logp, alpha=0.2)
     # ((0.2*-1 - 2) + (0.2*0.5 - 3)) / 2 = (-2.2 - 2.9) / 2 = -2.55
     assert loss.item() == pytest.approx(-2.55)
+    # TD3+BC normalization: Q term / mean|Q| = / 2.5 (no gradient through the scale)
+    qg = q.clone().requires_grad_(True)
+    norm = losses.actor_loss(qg, logp, alpha=0.2, q_normalize=True)
+    # ((-0.2 - 2/2.5) + (0.1 - 3/2.5)) / 2 = (-1.0 - 1.1) / 2 = -1.05
+    assert norm.item() == pytest.approx(-1.05)
+    norm.backward()
+    assert torch.allclose(qg.grad, torch.full((2, 2), -1 / (2 * 2 * 2.5)))  # -1/(E*B*scale)
 
 
 def test_temperature_loss_and_gradient_sign():

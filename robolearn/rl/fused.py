@@ -107,7 +107,8 @@ class FusedUpdate:
             def actor_objective(actor_params):
                 m, ls = functional_call(a.actor, actor_params, (feat,))
                 pi, logp = losses.tanh_gaussian_sample(m, ls, noise)
-                loss = losses.actor_loss(functional_call(a.critic, crit, (feat, pi)), logp, alpha)
+                loss = losses.actor_loss(functional_call(a.critic, crit, (feat, pi)), logp, alpha,
+                                         cfg.q_normalize)
                 if cfg.bc_weight > 0:
                     loss = loss + cfg.bc_weight * losses.bc_loss(torch.tanh(m), action, demo_mask)
                 return loss, logp.detach()

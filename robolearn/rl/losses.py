@@ -37,9 +37,17 @@ def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (q - target.detach().unsqueeze(0)).pow(2).mean()
 
 
-def actor_loss(q: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
-    """E[alpha * log pi(a|s) - mean_members Q(s, a)], as RLPD/SERL (mean over all members)."""
-    return (alpha * log_prob - q.mean(dim=0)).mean()
+def actor_loss(q: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor | float,
+               q_normalize: bool = False) -> torch.Tensor:
+    """E[alpha * log pi(a|s) - mean_members Q(s, a)], as RLPD/SERL (mean over all members).
+
+    ``q_normalize`` divides the Q term by the batch's mean |Q| (no gradient), as TD3+BC does, so a BC
+    term added to this loss keeps its relative weight however large the values grow.
+    """
+    q_bar = q.mean(dim=0)
+    if q_normalize:
+        q_bar = q_bar / q_bar.detach().abs().mean().clamp_min(1e-6)
+    return (alpha * log_prob - q_bar).mean()
 
 
 def bc_loss(pred_action: torch.Tensor, target_action: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

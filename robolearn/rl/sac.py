@@ -43,6 +43,7 @@ class SACConfig:
     log_std_min: float = -10.0
     log_std_max: float = 2.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    q_normalize: bool = False             # actor's Q term / mean|Q| (TD3+BC), for use with bc_weight
     normalize_state: bool = False         # standardize states with the demos' statistics (when there are demos)
     compile: bool = False                 # the whole update as one torch.compile graph (robolearn/rl/fused.py)
     fused_adam: bool = True
@@ -177,7 +178,7 @@ class SACAgent:
         mean, log_std = self.actor(feat)
         action, logp = losses.tanh_gaussian_sample(mean, log_std, noise)
         q = self.critic(feat, action)
-        loss = losses.actor_loss(q, logp, alpha)
+        loss = losses.actor_loss(q, logp, alpha, self.cfg.q_normalize)
         if self.cfg.bc_weight > 0:
             loss = loss + self.cfg.bc_weight * losses.bc_loss(torch.tanh(mean), demo_action, demo_mask)
         return loss, logp.detach()
