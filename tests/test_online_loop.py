@@ -151,19 +151,39 @@ class TakeoverEnv(TrackEnv):
         return obs, r, term, trunc, info
 
 
-def test_interventions_are_stored_as_executed_and_join_the_demo_buffer(tmp_path):
+def _write_demo(root, action_error=0.0):
+    """One 4-step TrackEnv episode into an episode store; returns its rewards."""
     from robolearn.data.episode_store import EpisodeStore
 
-    store = EpisodeStore(tmp_path / "demos")
+    store = EpisodeStore(root)
     w = store.writer(meta={"env": "toy"})
     env = TrackEnv(4)
     obs, _ = env.reset(seed=0)
     w.reset(obs)
+    rewards = []
     for _ in range(4):
-        a = np.array([0.6 * obs["state"][0]], np.float32)
+        a = np.array([0.6 * obs["state"][0] + action_error], np.float32)
         obs, r, term, trunc, info = env.step(a)
         w.step(a, obs, r, term, trunc, info)
+        rewards.append(r)
     w.close()
+    return np.array(rewards, np.float32)
+
+
+def test_reward_bias_shifts_online_and_demo_rewards_alike(tmp_path):
+    raw = _write_demo(tmp_path / "demos", action_error=0.3)
+    cfg = _cfg(steps=12, warmup_steps=100)
+    cfg.train.reward_bias = -1.0
+    tr = OnlineTrainer(cfg, "toy/track", tmp_path / "run", demos=tmp_path / "demos", env_factory=_factory(4))
+    tr.run(progress=False)
+    assert np.allclose(tr.demo.reward[:4], raw - 1.0)
+    slots = np.flatnonzero(tr.online.has_next[: tr.online.size])
+    s0, a = tr.online.state[slots, 0], tr.online.action[slots, 0]
+    assert np.allclose(tr.online.reward[slots], -(a - 0.6 * s0) ** 2 - 1.0, atol=1e-5)
+
+
+def test_interventions_are_stored_as_executed_and_join_the_demo_buffer(tmp_path):
+    _write_demo(tmp_path / "demos")
     cfg = _cfg(steps=30, warmup_steps=100)  # no updates: only the data path
     cfg.agent.normalize_state = True
     tr = OnlineTrainer(cfg, "toy/takeover", tmp_path / "run", demos=tmp_path / "demos",

@@ -13,7 +13,8 @@ from robolearn.data.replay import ObsSpec, ReplayBuffer
 class DemoBuffer(ReplayBuffer):
     @classmethod
     def from_store(cls, root: str | Path, spec: ObsSpec | None = None, action_dim: int | None = None,
-                   extra_capacity: int = 10_000, seed: int = 0, only_successful: bool = False) -> "DemoBuffer":
+                   extra_capacity: int = 10_000, seed: int = 0, only_successful: bool = False,
+                   reward_bias: float = 0.0) -> "DemoBuffer":
         """Load every episode of the store at ``root`` (corrupt files are skipped by the store, with a warning)."""
         from robolearn.data.episode_store import EpisodeStore
 
@@ -39,7 +40,7 @@ class DemoBuffer(ReplayBuffer):
         capacity = sum(ep.length + 1 for ep in episodes) + int(extra_capacity)
         buf = cls(capacity, spec, adim, seed=seed)
         for ep in episodes:
-            buf.add_episode(ep)
+            buf.add_episode(ep, reward_bias)
         buf.num_demo_episodes = len(episodes)
         return buf
 

@@ -118,8 +118,8 @@ class ReplayBuffer:
             self.num_episodes += 1
             self._cur = -1
 
-    def add_episode(self, ep) -> None:
-        """Append a whole recorded ``Episode`` (from the episode store)."""
+    def add_episode(self, ep, reward_bias: float = 0.0) -> None:
+        """Append a whole recorded ``Episode`` (from the episode store), ``reward_bias`` added to each reward."""
         t = ep.length
         if t == 0:
             return
@@ -131,7 +131,7 @@ class ReplayBuffer:
         self.start_episode(obs_at(0))
         for k in range(t):
             last = k == t - 1
-            self.add(ep.action[k], float(ep.reward[k]), obs_at(k + 1), bool(ep.terminated[k]),
+            self.add(ep.action[k], float(ep.reward[k]) + reward_bias, obs_at(k + 1), bool(ep.terminated[k]),
                      bool(ep.truncated[k]) or (last and not bool(ep.terminated[k])))
 
     def __len__(self) -> int:

@@ -37,6 +37,7 @@ class TrainConfig:
     buffer_capacity: int = 1_000_000
     demo_fraction: float = 0.5         # share of every batch drawn from demos (when demos are given)
     demo_extra_capacity: int = 10_000  # room in the demo buffer for interventions
+    reward_bias: float = 0.0           # added to every stored reward, online and demo (-1: a cost per step)
     env_overrides: dict = field(default_factory=dict)
     torch_threads: int = 0             # 0: leave torch's default
 
@@ -141,7 +142,8 @@ class OnlineTrainer:
             from robolearn.data.demo_buffer import DemoBuffer
 
             self.demo = DemoBuffer.from_store(self.demos_path, spec, self.action_dim,
-                                              extra_capacity=cfg.train.demo_extra_capacity, seed=self.seed + 3)
+                                              extra_capacity=cfg.train.demo_extra_capacity, seed=self.seed + 3,
+                                              reward_bias=cfg.train.reward_bias)
         if self.demo is not None and cfg.agent.normalize_state:
             # raw states mix metres, quaternions and gripper openings; a grasp needs ~1 cm resolution
             self.agent.encoder.set_state_stats(torch.from_numpy(self.demo.state[self.demo.episode >= 0]))
@@ -251,7 +253,7 @@ class OnlineTrainer:
         if self.demo is None:
             return
         self.demo.start_episode(obs)
-        self.demo.add(action, reward, next_obs, terminated, True)
+        self.demo.add(action, reward + self.cfg.train.reward_bias, next_obs, terminated, True)
         self.interventions += 1
 
     def _update(self) -> dict[str, float]:
@@ -296,7 +298,7 @@ class OnlineTrainer:
                     if executed is not None:  # a person took over: learn from what was executed
                         action = np.asarray(executed, np.float32)
                         self._add_intervention(obs, action, reward, next_obs, term)
-                    self.online.add(action, reward, next_obs, term, trunc)
+                    self.online.add(action, reward + tc.reward_bias, next_obs, term, trunc)
                     self.env_step += 1
                     ep_ret += reward
                     ep_len += 1
