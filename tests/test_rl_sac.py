@@ -198,7 +198,23 @@ def test_compiled_update_matches_eager():
     """The whole update compiled as one graph (robolearn/rl/fused.py; cold compile ~40 s): same numbers as eager."""
     eager = SACAgent(SACConfig(**TINY), 3, 2, seed=4)
     compiled = SACAgent(SACConfig(**TINY, compile=True), 3, 2, seed=4)
-    for i in range(3):
-        me, mc = eager.update(_batch(seed=i), update_actor=i != 1), compiled.update(_batch(seed=i), update_actor=i != 1)
+    for i in range(6):  # both schedules, alternating: each compiled once, then run without guard checks
+        me, mc = eager.update(_batch(seed=i), update_actor=i % 2 == 0), compiled.update(_batch(seed=i), update_actor=i % 2 == 0)
+        assert mc.keys() == me.keys()
         for k in me:
             assert mc[k] == pytest.approx(me[k], rel=1e-4, abs=1e-5), k
+    se, sc = eager.state_tensors(), compiled.state_tensors()
+    for k in se:
+        assert torch.allclose(se[k].double(), sc[k].double(), rtol=1e-4, atol=1e-6), k
+    # a second compiled agent of another shape in the same process gets its own graphs
+    other_cfg = dict(TINY, num_critics=2, hidden=(8, 8))
+    eager2 = SACAgent(SACConfig(**other_cfg), 3, 2, seed=5)
+    compiled2 = SACAgent(SACConfig(**other_cfg, compile=True), 3, 2, seed=5)
+    for i in range(4):
+        for e, c in ((eager2, compiled2), (eager, compiled)):
+            me, mc = e.update(_batch(seed=10 + i), update_actor=i % 2 == 0), c.update(_batch(seed=10 + i), update_actor=i % 2 == 0)
+            assert mc.keys() == me.keys()
+            for k in me:
+                assert mc[k] == pytest.approx(me[k], rel=1e-4, abs=1e-5), k
+    with pytest.raises(ValueError, match="batch layout changed"):
+        compiled.update(_batch(b=4, seed=9))
