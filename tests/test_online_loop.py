@@ -202,3 +202,18 @@ def test_interventions_are_stored_as_executed_and_join_the_demo_buffer(tmp_path)
     demo_states = torch.from_numpy(tr.demo.state[:5])
     assert torch.allclose(tr.agent.encoder.state_mean, demo_states.mean(0), atol=1e-6)
     assert torch.allclose(tr.agent.encoder.state_scale, demo_states.std(0).clamp_min(1e-2), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["rlpd", "rlpd_bc", "sac"])
+def test_rl_recipes_build_valid_configs(name):
+    import pathlib
+
+    import yaml
+
+    recipe = yaml.safe_load((pathlib.Path(__file__).parents[1] / "policies" / f"{name}.yaml").read_text())
+    cfg = build_config(recipe["algo"], recipe)
+    assert cfg.agent.compile and cfg.train.steps > 0
+    if name.startswith("rlpd"):
+        assert cfg.agent.num_critics == 10 and cfg.agent.critic_subset == 2 and not cfg.agent.backup_entropy
+        assert cfg.train.demo_fraction == 0.5
+    assert (cfg.agent.bc_weight > 0) == (name == "rlpd_bc")
