@@ -103,3 +103,12 @@ def test_bc_loss_only_on_masked_rows():
     # rows 0 and 2: squared errors 1 and 1 -> mean 1; row 1 (error 2) is not a demo row
     assert losses.bc_loss(pred, target, mask).item() == pytest.approx(1.0)
     assert losses.bc_loss(pred, target, torch.zeros(3, dtype=torch.bool)).item() == 0.0
+
+
+def test_td_target_clip_bounds_the_bootstrap():
+    r = torch.tensor([0.0, 1.0, 0.0])
+    d = torch.tensor([0.97, 0.0, 0.97])
+    next_q = torch.tensor([2.0, 5.0, -0.5])  # an over-estimating critic (and one below the range)
+    y = losses.td_target(r, d, next_q, clip=(0.0, 1.0))
+    assert torch.allclose(y, torch.tensor([1.0, 1.0, 0.0]))  # 1.94 -> 1, terminal 1, -0.485 -> 0
+    assert torch.allclose(losses.td_target(r, d, next_q), torch.tensor([1.94, 1.0, -0.485]))

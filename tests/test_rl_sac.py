@@ -29,6 +29,9 @@ def test_config_validation_names_the_field():
         SACConfig(discount=1.5)
     with pytest.raises(ValueError, match="utd_ratio"):
         SACConfig(utd_ratio=0)
+    with pytest.raises(ValueError, match="target_clip"):
+        SACConfig(target_clip=(1.0, 0.0))
+    assert SACConfig(target_clip=[0, 1]).target_clip == (0.0, 1.0)
     with pytest.raises(ValueError, match="shift_pad"):
         EncoderConfig(shift_pad=-1)
     assert SACConfig().resolved_target_entropy(6) == -3.0  # RLPD default: -|A|/2
@@ -110,7 +113,7 @@ def test_functional_update_matches_autograd_update(images):
     same metrics, same parameters, same Adam state in torch.optim's format, same RNG stream."""
     from robolearn.rl.fused import FusedUpdate
 
-    cfg = dict(TINY, bc_weight=0.5, backup_entropy=True, actor_every=2,
+    cfg = dict(TINY, bc_weight=0.5, backup_entropy=True, actor_every=2, target_clip=(-1.0, 0.5),
                encoder=EncoderConfig(channels=4, conv_layers=1, feature_dim=5, shift_pad=2))
     ref = SACAgent(SACConfig(**cfg), 3, 2, image_shapes=images, seed=4)
     fun = SACAgent(SACConfig(**cfg), 3, 2, image_shapes=images, seed=4)

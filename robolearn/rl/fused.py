@@ -106,9 +106,9 @@ class FusedUpdate:
             next_action, next_logp = losses.tanh_gaussian_sample(mean, log_std, next_noise)
             next_q = functional_call(a.target_critic, targ, (next_feat, next_action, members)).min(dim=0).values
             if cfg.backup_entropy:
-                target = losses.td_target(reward, discount, next_q, next_logp, alpha)
+                target = losses.td_target(reward, discount, next_q, next_logp, alpha, cfg.target_clip)
             else:
-                target = losses.td_target(reward, discount, next_q)
+                target = losses.td_target(reward, discount, next_q, clip=cfg.target_clip)
 
         def critic_objective(enc_params, crit_params):
             feat = functional_call(a.encoder, enc_params, (obs,))

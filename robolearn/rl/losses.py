@@ -24,12 +24,20 @@ def td_target(
     next_q: torch.Tensor,
     next_log_prob: torch.Tensor | None = None,
     alpha: torch.Tensor | float | None = None,
+    clip: tuple[float, float] | None = None,
 ) -> torch.Tensor:
-    """y = r + discount * (Q'(s', a') - alpha * log pi(a'|s')); the entropy term only when both are given."""
+    """y = r + discount * (Q'(s', a') - alpha * log pi(a'|s')); the entropy term only when both are given.
+
+    ``clip`` = (lo, hi) bounds y to the range the returns can take (e.g. (0, 1) for a 0/1 reward that
+    ends the episode), so an over-estimating critic cannot bootstrap itself past it.
+    """
     value = next_q
     if next_log_prob is not None and alpha is not None:
         value = value - alpha * next_log_prob
-    return reward + discount * value
+    target = reward + discount * value
+    if clip is not None:
+        target = target.clamp(clip[0], clip[1])
+    return target
 
 
 def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

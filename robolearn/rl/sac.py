@@ -43,6 +43,7 @@ class SACConfig:
     log_std_min: float = -10.0
     log_std_max: float = 2.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    target_clip: tuple[float, float] | None = None  # bounds of the TD target, e.g. [0, 1] for a 0/1 success reward
     q_normalize: bool = False             # actor's Q term / mean|Q| (TD3+BC), for use with bc_weight
     normalize_state: bool = False         # standardize states with the demos' statistics (when there are demos)
     compile: bool = False                 # the whole update as one torch.compile graph (robolearn/rl/fused.py)
@@ -68,6 +69,11 @@ class SACConfig:
         for name in ("actor_lr", "critic_lr", "temp_lr", "init_temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.target_clip is not None:
+            lo, hi = (float(v) for v in self.target_clip)
+            if not lo < hi:
+                raise ValueError(f"target_clip must be [low, high] with low < high, got {self.target_clip}")
+            self.target_clip = (lo, hi)
         if self.bc_weight < 0:
             raise ValueError(f"bc_weight must be >= 0, got {self.bc_weight}")
         if self.log_std_min >= self.log_std_max:
@@ -167,9 +173,9 @@ class SACAgent:
             # only the drawn members run (= subset_min over the full ensemble, 1/5 of its FLOPs at 2 of 10)
             next_q = self.target_critic(next_feat, next_action, members).min(dim=0).values
             if self.cfg.backup_entropy:
-                target = losses.td_target(reward, discount, next_q, next_logp, alpha)
+                target = losses.td_target(reward, discount, next_q, next_logp, alpha, self.cfg.target_clip)
             else:
-                target = losses.td_target(reward, discount, next_q)
+                target = losses.td_target(reward, discount, next_q, clip=self.cfg.target_clip)
         feat = self.encoder(obs)
         q = self.critic(feat, action)
         return losses.critic_loss(q, target), q.detach(), feat.detach()
