@@ -153,6 +153,53 @@ def test_loopback_roundtrip_and_qos():
     assert sub.received["/joint_states"] >= 1
 
 
+def test_bus_teardown_is_deterministic_and_stops_callbacks():
+    """Closing (or dropping) a bus deletes its entities at once, listeners first: no callback after
+    close, and a remote writer vanishing afterwards cannot reach a freed listener (this used to
+    segfault the test process from Cyclone's gc thread)."""
+    import gc
+    import weakref
+
+    from robolearn.deploy.dds import DdsBus, free_domain_id
+
+    domain = free_domain_id(os.getpid() + 71)
+    pub, sub = DdsBus(domain), DdsBus(domain)
+    got = []
+    sub.reader("/joint_states", M.JointState, got.append)
+    w = pub.writer("/joint_states", M.JointState)
+    deadline = time.time() + 5
+    while w.matched() == 0 and time.time() < deadline:
+        time.sleep(0.01)
+    w.write(SAMPLES[4])
+    deadline = time.time() + 5
+    while not got and time.time() < deadline:
+        time.sleep(0.01)
+    assert got
+    sub.close()
+    sub.close()  # idempotent
+    assert sub.participant is None and not sub._readers
+    n = len(got)
+    for _ in range(3):
+        w.write(SAMPLES[4])
+        time.sleep(0.02)
+    assert len(got) == n  # nothing delivered after close
+    deadline = time.time() + 5
+    while w.matched() > 0 and time.time() < deadline:  # the reader is really gone from the domain
+        time.sleep(0.01)
+    assert w.matched() == 0
+    # a bus with a live reader is freed by reference counting alone (no bus <-> listener cycle)
+    other = DdsBus(domain)
+    other.reader("/joint_states", M.JointState, lambda msg: None)
+    ref = weakref.ref(other)
+    gc.disable()
+    try:
+        del other
+        assert ref() is None
+    finally:
+        gc.enable()
+    del pub  # the remote writer goes away after the readers: must not crash
+
+
 def test_free_domain_id_skips_domains_in_use():
     from robolearn.deploy.dds import DdsBus, domain_in_use, free_domain_id
 

@@ -117,22 +117,29 @@ class DdsBus:
 
     def reader(self, ros_topic: str, cls: type, callback: Callable[[object], None]):
         """Subscribe; ``callback(msg)`` runs on Cyclone's listener thread; exceptions drop + count."""
+        import weakref
+
         from cyclonedds.core import Listener
         from cyclonedds.sub import DataReader
 
+        bus_ref = weakref.ref(self)  # no bus <-> reader cycle: the bus is freed (and closed) by refcount
+
         def on_data(reader) -> None:
+            bus = bus_ref()
+            if bus is None or bus.participant is None:
+                return
             try:
                 samples = reader.take(N=64)
             except Exception as exc:  # undecodable payload
-                self._drop(ros_topic, f"undecodable sample: {exc}")
+                bus._drop(ros_topic, f"undecodable sample: {exc}")
                 return
             for msg in samples:
-                with self._lock:
-                    self.received[ros_topic] += 1
+                with bus._lock:
+                    bus.received[ros_topic] += 1
                 try:
                     callback(msg)
                 except Exception as exc:
-                    self._drop(ros_topic, str(exc))
+                    bus._drop(ros_topic, str(exc))
 
         reader = DataReader(self.participant, self._topic(ros_topic, cls), qos=self._qos(cls, False),
                             listener=Listener(on_data_available=on_data))
@@ -145,10 +152,30 @@ class DdsBus:
             self.last_error[ros_topic] = why
 
     def close(self) -> None:
+        """Delete the DDS entities now, in order, readers' listeners detached first.
+
+        Left to the garbage collector, a reader can outlive the ctypes thunk of its listener, and
+        Cyclone's own threads (e.g. when a remote writer goes away) then call into freed memory.
+        """
+        if self.participant is None:
+            return
+        for reader in self._readers:
+            try:
+                reader.set_listener(None)
+            except Exception:  # noqa: BLE001 - already deleted with its participant
+                pass
+        entities = [*self._readers, *(w.dw for w in self._writers.values()), *self._topics.values(),
+                    self.participant]
         self._readers.clear()
         self._writers.clear()
         self._topics.clear()
         self.participant = None
+        for entity in entities:  # children before the participant; Entity.__del__ is idempotent
+            entity.__del__()
+
+    def __del__(self) -> None:
+        if getattr(self, "participant", None) is not None:
+            self.close()
 
 
 class Writer:

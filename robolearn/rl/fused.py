@@ -34,13 +34,6 @@ def _adam_(params, grads, states, lr: float, betas: tuple[float, float], eps: fl
         p.sub_(st["exp_avg"] / denom * (lr / bc1))
 
 
-def _opt_hparams(opt: torch.optim.Optimizer) -> tuple[float, tuple[float, float], float]:
-    group = opt.param_groups[0]
-    if group.get("weight_decay", 0) or group.get("amsgrad", False) or group.get("maximize", False):
-        raise ValueError("the fused update implements plain Adam only (no weight decay, amsgrad or maximize)")
-    return float(group["lr"]), tuple(group["betas"]), float(group["eps"])
-
-
 def _states(opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
     """The optimizer's own per-parameter state, created the way Adam creates it on its first step."""
     out = []
