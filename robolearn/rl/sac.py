@@ -84,14 +84,6 @@ class SACConfig:
         return -self.target_entropy_scale * action_dim
 
 
-def _opt_hparams(opt: torch.optim.Optimizer) -> tuple[float, tuple[float, float], float]:
-    """(lr, betas, eps) of a plain Adam, for the functional update in robolearn/rl/fused.py."""
-    group = opt.param_groups[0]
-    if group.get("weight_decay", 0) or group.get("amsgrad", False) or group.get("maximize", False):
-        raise ValueError("the fused update implements plain Adam only (no weight decay, amsgrad or maximize)")
-    return float(group["lr"]), tuple(group["betas"]), float(group["eps"])
-
-
 def _adam(params, lr: float, fused: bool) -> torch.optim.Adam:
     params = list(params)
     if fused:
@@ -127,8 +119,6 @@ class SACAgent:
         self._target_list = list(self.target_critic.parameters())
         self._online_list = list(self.critic.parameters())
         self.num_updates = 0
-        self._fused_hparams = {"critic": _opt_hparams(self.critic_opt), "actor": _opt_hparams(self.actor_opt),
-                               "temp": _opt_hparams(self.temp_opt)}
         # compile: the whole update (both losses, their gradients, Adam, Polyak) as one compiled graph;
         # imported only then (torch.func / dynamo are heavy imports an eager or acting-only agent skips)
         self._fused = None
