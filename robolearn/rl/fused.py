@@ -18,6 +18,7 @@ import torch
 from torch.func import functional_call, grad_and_value
 
 from robolearn.rl import losses
+from robolearn.rl import native_ensemble as native
 
 
 def _adam_(params, grads, states, lr: float, betas: tuple[float, float], eps: float) -> None:
@@ -58,8 +59,19 @@ def _states(opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> list[dict
 class FusedUpdate:
     """``agent.update`` as one functional step; ``compile=True`` runs it through ``torch.compile``."""
 
-    def __init__(self, agent, compile: bool = True, compile_options: dict | None = None) -> None:
+    def __init__(self, agent, compile: bool = True, compile_options: dict | None = None,
+                 native_critic: bool | None = None) -> None:
         self.agent = agent
+        # the critic ensemble on the C++ operators (native_ensemble.py) when the critic allows it
+        self.native = False
+        if agent.cfg.native_critic if native_critic is None else native_critic:
+            why = native.supported(agent)
+            self.native = why is None
+            if why is not None and native.load() is not None:  # a missing toolchain, not an image critic
+                import warnings
+
+                warnings.warn(f"critic ensemble operators unavailable ({why}); using the inductor-compiled critic",
+                              RuntimeWarning, stacklevel=3)
         self.enc_names = [n for n, _ in agent.encoder.named_parameters()]
         self.critic_names = [n for n, _ in agent.critic.named_parameters()]
         self.actor_names = [n for n, _ in agent.actor.named_parameters()]
@@ -95,6 +107,10 @@ class FusedUpdate:
     def _functional_step(self, enc_p, critic_p, target_p, actor_p, log_alpha, critic_st, actor_st, temp_st,
                          obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
                          update_actor: bool):
+        if self.native:
+            return self._native_step(enc_p, critic_p, target_p, actor_p, log_alpha, critic_st, actor_st, temp_st,
+                                     obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
+                                     update_actor)
         a = self.agent
         cfg = a.cfg
         enc = dict(zip(self.enc_names, enc_p))
@@ -136,17 +152,77 @@ class FusedUpdate:
                 return loss, logp.detach()
 
             g_act, (a_loss, logp) = grad_and_value(actor_objective, has_aux=True)(act)
-            lr, betas, eps = self.hparams["actor"]
-            with torch.no_grad():
-                _adam_(actor_p, [g_act[n] for n in self.actor_names], actor_st, lr, betas, eps)
-                # d/d log_alpha of exp(log_alpha) * (entropy - target): losses.temperature_loss by hand
-                entropy = -logp.mean()
-                g_temp = log_alpha.exp() * (entropy - a.target_entropy)
-                lr, betas, eps = self.hparams["temp"]
-                _adam_([log_alpha], [g_temp], temp_st, lr, betas, eps)
-            out.update(actor_loss=a_loss.detach(), entropy=entropy, alpha=log_alpha.detach().exp())
+            out.update(self._actor_temp_step(actor_p, [g_act[n] for n in self.actor_names], a_loss, logp,
+                                             log_alpha, actor_st, temp_st))
         with torch.no_grad():
             torch._foreach_lerp_(target_p, critic_p, cfg.tau)
+        return out
+
+    def _actor_temp_step(self, actor_p, grads, a_loss, logp, log_alpha, actor_st, temp_st) -> dict:
+        lr, betas, eps = self.hparams["actor"]
+        with torch.no_grad():
+            _adam_(actor_p, grads, actor_st, lr, betas, eps)
+            # d/d log_alpha of exp(log_alpha) * (entropy - target): losses.temperature_loss by hand
+            entropy = -logp.mean()
+            g_temp = log_alpha.exp() * (entropy - self.agent.target_entropy)
+            lr, betas, eps = self.hparams["temp"]
+            _adam_([log_alpha], [g_temp], temp_st, lr, betas, eps)
+        return {"actor_loss": a_loss.detach(), "entropy": entropy, "alpha": log_alpha.detach().exp()}
+
+    def _native_step(self, enc_p, critic_p, target_p, actor_p, log_alpha, critic_st, actor_st, temp_st,
+                     obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
+                     update_actor: bool):
+        """The same update with the critic ensemble on the C++ operators (state features, LayerNorm critic).
+
+        The critic step (loss, gradient, Adam, Polyak) is one operator. The actor's loss reaches the critic
+        only through Q(feat, pi): the operator returns Q and dQ/dpi per member, and the actor's gradient is
+        the vector-Jacobian product of the policy with the loss's gradient at pi, where Q enters as its
+        first-order expansion (exact value and gradient at pi).
+        """
+        a = self.agent
+        cfg = a.cfg
+        enc = dict(zip(self.enc_names, enc_p))  # no trainable encoder parameters on this path
+        act = dict(zip(self.actor_names, actor_p))
+        alpha = log_alpha.detach().exp()
+        with torch.no_grad():
+            next_feat = functional_call(a.encoder, enc, (next_obs,))
+            mean, log_std = functional_call(a.actor, act, (next_feat,))
+            next_action, next_logp = losses.tanh_gaussian_sample(mean, log_std, next_noise)
+            next_q = native.forward(torch.cat([next_feat, next_action], dim=-1), target_p, members).min(dim=0).values
+            if cfg.backup_entropy:
+                target = losses.td_target(reward, discount, next_q, next_logp, alpha, cfg.target_clip)
+            else:
+                target = losses.td_target(reward, discount, next_q, clip=cfg.target_clip)
+            feat = functional_call(a.encoder, enc, (obs,))
+            for st in critic_st:
+                st["step"].add_(1.0)
+            lr, (b1, b2), eps = self.hparams["critic"]
+            c_loss, q = native.critic_step(torch.cat([feat, action], dim=-1), target, critic_p,
+                                           [st["exp_avg"] for st in critic_st], [st["exp_avg_sq"] for st in critic_st],
+                                           target_p, critic_st[0]["step"], lr, b1, b2, eps, cfg.tau)
+        out = {"critic_loss": c_loss, "q_mean": q.mean()}
+        if update_actor:
+            def policy(actor_params):
+                m, ls = functional_call(a.actor, actor_params, (feat,))
+                pi, logp = losses.tanh_gaussian_sample(m, ls, noise)
+                return pi, logp, torch.tanh(m)
+
+            (pi, logp, tanh_m), pull = torch.func.vjp(policy, act)
+            pi0 = pi.detach()
+            with torch.no_grad():  # the updated critic, as in the reference update
+                q_pi, dq_dpi = native.q_input_grad(torch.cat([feat, pi0], dim=-1), critic_p, feat.shape[-1])
+
+            def head(pi_, logp_, tanh_m_):
+                q_lin = q_pi + (dq_dpi * (pi_ - pi0).unsqueeze(0)).sum(-1)
+                loss = losses.actor_loss(q_lin, logp_, alpha, cfg.q_normalize)
+                if cfg.bc_weight > 0:
+                    loss = loss + cfg.bc_weight * losses.bc_loss(tanh_m_, action, demo_mask)
+                return loss
+
+            cotangents, a_loss = grad_and_value(head, argnums=(0, 1, 2))(pi0, logp.detach(), tanh_m.detach())
+            (g_act,) = pull(cotangents)
+            out.update(self._actor_temp_step(actor_p, [g_act[n] for n in self.actor_names], a_loss, logp.detach(),
+                                             log_alpha, actor_st, temp_st))
         return out
 
     # The stateful shell -----------------------------------------------------------------------------

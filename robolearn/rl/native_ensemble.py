@@ -1,0 +1,96 @@
+"""The LayerNorm-MLP critic ensemble as C++ operators (``csrc/ensemble_mlp.cpp``), one member per thread.
+
+Why: batched over (E, B, H) tensors, every element-wise pass of the critic (LayerNorm, ReLU, their
+backward, Adam, Polyak) streams the whole ensemble's activations through memory, and two threads share
+each small GEMM. The operators here keep one member's activations in its core's L2 cache from forward
+through backward to the optimizer step, and run its GEMMs single-threaded. The compiled update
+(``robolearn/rl/fused.py``) calls them as opaque ops inside its graph.
+
+The extension is compiled on first use (~15 s, cached by PyTorch under ``TORCH_EXTENSIONS_DIR``) and
+links the BLAS that PyTorch's x86 Linux wheels export; where that is not possible, ``load()`` returns
+the reason and the learner keeps the all-inductor update.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import torch
+
+_SOURCE = Path(__file__).parent / "csrc" / "ensemble_mlp.cpp"
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def load() -> str | None:
+    """Build/load the operators once per process; None when ready, else why they are unavailable."""
+    with _lock:
+        if "error" in _state:
+            return _state["error"]  # type: ignore[return-value]
+        try:
+            if os.environ.get("ROBOLEARN_NATIVE_ENSEMBLE", "1") == "0":
+                raise RuntimeError("disabled by ROBOLEARN_NATIVE_ENSEMBLE=0")
+            if not hasattr(torch.ops, "robolearn_ensemble") or not hasattr(torch.ops.robolearn_ensemble, "critic_step"):
+                from torch.utils import cpp_extension
+
+                cpp_extension.load(name="robolearn_ensemble", sources=[str(_SOURCE)], extra_cflags=_FLAGS,
+                                   is_python_module=False, verbose=False)
+            _register_fakes()
+            _state["error"] = None
+        except Exception as exc:  # noqa: BLE001 - no compiler, no exported BLAS, unsupported platform
+            _state["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+        return _state["error"]  # type: ignore[return-value]
+
+
+def _register_fakes() -> None:
+    """Shapes for torch.compile's tracing (the ops are opaque to inductor)."""
+    if _state.get("fakes"):
+        return
+    lib = "robolearn_ensemble"
+
+    @torch.library.register_fake(f"{lib}::forward")
+    def _forward(x, params, members):
+        return x.new_empty((members.shape[0], x.shape[0]))
+
+    @torch.library.register_fake(f"{lib}::q_input_grad")
+    def _q_input_grad(x, params, in_start):
+        e = params[0].shape[0]
+        return x.new_empty((e, x.shape[0])), x.new_empty((e, x.shape[0], x.shape[1] - in_start))
+
+    @torch.library.register_fake(f"{lib}::critic_step")
+    def _critic_step(x, y, params, exp_avg, exp_avg_sq, target, step, lr, beta1, beta2, eps, tau):
+        return x.new_empty(()), x.new_empty((params[0].shape[0], x.shape[0]))
+
+    _state["fakes"] = True
+
+
+def supported(agent) -> str | None:
+    """None if ``agent``'s critic can run on these operators, else why not."""
+    cfg = agent.cfg
+    if not cfg.layer_norm:
+        return "the operators implement the LayerNorm critic only"
+    if any(p.requires_grad for p in agent.encoder.parameters()):
+        return "the critic's gradient also trains an observation encoder (image observations)"
+    if agent.critic.net.net[-1].out_features != 1:
+        return "the critic must output one value per member"
+    return load()
+
+
+# The operators (shapes: x (B, in), params as Critic.parameters(), Q (E, B)) ---------------------------
+def forward(x: torch.Tensor, params: list[torch.Tensor], members: torch.Tensor) -> torch.Tensor:
+    """Q of the listed members only: (len(members), B)."""
+    return torch.ops.robolearn_ensemble.forward(x, params, members)
+
+
+def q_input_grad(x: torch.Tensor, params: list[torch.Tensor], in_start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q of every member and d Q_e(b) / d x[b, in_start:]: (E, B), (E, B, in - in_start)."""
+    return torch.ops.robolearn_ensemble.q_input_grad(x, params, in_start)
+
+
+def critic_step(x, y, params, exp_avg, exp_avg_sq, target, step, lr, beta1, beta2, eps, tau):
+    """Loss = mean (Q - y)^2, its gradient, torch.optim.Adam's step (``step`` already incremented) and
+    Polyak into ``target``, all in place. Returns (loss, Q before the step)."""
+    return torch.ops.robolearn_ensemble.critic_step(x, y, params, exp_avg, exp_avg_sq, target, step,
+                                                    lr, beta1, beta2, eps, tau)
