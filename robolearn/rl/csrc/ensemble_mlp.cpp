@@ -104,11 +104,15 @@ inline const float* member_ptr(const at::Tensor& t, int64_t e) {
 }
 inline float* member_mut(const at::Tensor& t, int64_t e) { return t.data_ptr<float>() + e * t.size(1) * t.size(2); }
 
-// LayerNorm statistics of one row: mean and 1 / std.
-inline void row_stats(const float* h, int64_t H, float& mean, float& rstd) {
+// Adds the bias to one row of pre-activations and returns its LayerNorm statistics (mean, 1 / std).
+inline void row_stats(float* __restrict h, const float* __restrict bias, int64_t H, float& mean, float& rstd) {
   float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < H; ++j) sum += h[j];
+  for (int64_t j = 0; j < H; ++j) {
+    const float v = h[j] + bias[j];
+    h[j] = v;
+    sum += v;
+  }
   mean = sum / H;
   float var = 0.f;
 #pragma omp simd reduction(+ : var)
@@ -211,8 +215,7 @@ void member_pass(const Net& n, const at::TensorList& p, int64_t e, const float* 
     const float* be = member_ptr(p[4 * l + 3], e);
     const bool last = l == L - 1;
     float* h = last ? s.buf0.data() : s.xhat[l].data();
-    for (int64_t b = 0; b < B; ++b) std::copy(bias, bias + H, h + b * H);
-    gemm(false, false, B, H, in, inp, in, W, H, 1.0f, h, H);
+    gemm(false, false, B, H, in, inp, in, W, H, 0.0f, h, H);  // + bias in the LayerNorm's first pass
     if (!last) {
       float* r = s.relu[l].data();
       float* rs = s.rstd[l].data();
@@ -220,7 +223,7 @@ void member_pass(const Net& n, const at::TensorList& p, int64_t e, const float* 
         float* row = h + b * H;
         float* rrow = r + b * H;
         float mean, rstd;
-        row_stats(row, H, mean, rstd);
+        row_stats(row, bias, H, mean, rstd);
         rs[b] = rstd;
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
@@ -247,7 +250,7 @@ void member_pass(const Net& n, const at::TensorList& p, int64_t e, const float* 
     for (int64_t b = 0; b < B; ++b) {
       float* row = h + b * H;
       float mean, rstd;
-      row_stats(row, H, mean, rstd);
+      row_stats(row, bias, H, mean, rstd);
       float q = 0.f;
 #pragma omp simd reduction(+ : q)
       for (int64_t j = 0; j < H; ++j) {
