@@ -110,23 +110,23 @@ def _mixed_batch(seed, images=None):
 @pytest.mark.parametrize("images,native,extra", [
     (None, False, {}),
     ({"front": (12, 12, 3)}, False, {}),
-    (None, True, {}),  # the critic on the C++ operators (robolearn/rl/native_ensemble.py)
+    (None, True, {}),  # the update as C++ operators (robolearn/rl/native_ops.py)
     (None, True, {"q_normalize": True, "backup_entropy": False, "target_clip": None}),
 ])
 def test_functional_update_matches_autograd_update(images, native, extra):
     """The fused functional update (eager here; compiled in the slow test) = the autograd reference:
     same metrics, same parameters, same Adam state in torch.optim's format, same RNG stream."""
-    from robolearn.rl import native_ensemble
+    from robolearn.rl import native_ops
     from robolearn.rl.fused import FusedUpdate
 
-    if native and native_ensemble.load() is not None:
-        pytest.skip(f"critic ensemble operators cannot be built here: {native_ensemble.load()}")
+    if native and native_ops.load() is not None:
+        pytest.skip(f"native learner operators cannot be built here: {native_ops.load()}")
     cfg = dict(TINY, bc_weight=0.5, backup_entropy=True, actor_every=2, target_clip=(-1.0, 0.5),
                encoder=EncoderConfig(channels=4, conv_layers=1, feature_dim=5, shift_pad=2))
     cfg.update(extra)
     ref = SACAgent(SACConfig(**cfg), 3, 2, image_shapes=images, seed=4)
     fun = SACAgent(SACConfig(**cfg), 3, 2, image_shapes=images, seed=4)
-    fun._fused = FusedUpdate(fun, compile=False, native_critic=native)
+    fun._fused = FusedUpdate(fun, compile=False, native=native)
     assert fun._fused.native == native
     for i in range(5):
         mr = ref.update(_mixed_batch(i, images), update_actor=i % 2 == 0)
@@ -212,7 +212,7 @@ def test_compiled_update_matches_eager(native):
     """The whole update compiled as one graph (robolearn/rl/fused.py; cold compile ~40 s): same numbers as eager,
     with the critic on the C++ operators (the default for state observations) and all-inductor."""
     eager = SACAgent(SACConfig(**TINY), 3, 2, seed=4)
-    compiled = SACAgent(SACConfig(**TINY, compile=True, native_critic=native), 3, 2, seed=4)
+    compiled = SACAgent(SACConfig(**TINY, compile=True, native_update=native), 3, 2, seed=4)
     assert compiled._fused.native == native
     for i in range(6):  # both schedules, alternating: each compiled once, then run without guard checks
         me, mc = eager.update(_batch(seed=i), update_actor=i % 2 == 0), compiled.update(_batch(seed=i), update_actor=i % 2 == 0)
@@ -225,7 +225,7 @@ def test_compiled_update_matches_eager(native):
     # a second compiled agent of another shape in the same process gets its own graphs
     other_cfg = dict(TINY, num_critics=2, hidden=(8, 8))
     eager2 = SACAgent(SACConfig(**other_cfg), 3, 2, seed=5)
-    compiled2 = SACAgent(SACConfig(**other_cfg, compile=True, native_critic=native), 3, 2, seed=5)
+    compiled2 = SACAgent(SACConfig(**other_cfg, compile=True, native_update=native), 3, 2, seed=5)
     for i in range(4):
         for e, c in ((eager2, compiled2), (eager, compiled)):
             me, mc = e.update(_batch(seed=10 + i), update_actor=i % 2 == 0), c.update(_batch(seed=10 + i), update_actor=i % 2 == 0)

@@ -18,7 +18,7 @@ import torch
 from torch.func import functional_call, grad_and_value
 
 from robolearn.rl import losses
-from robolearn.rl import native_ensemble as native
+from robolearn.rl import native_ops
 
 
 def _adam_(params, grads, states, lr: float, betas: tuple[float, float], eps: float) -> None:
@@ -60,17 +60,18 @@ class FusedUpdate:
     """``agent.update`` as one functional step; ``compile=True`` runs it through ``torch.compile``."""
 
     def __init__(self, agent, compile: bool = True, compile_options: dict | None = None,
-                 native_critic: bool | None = None) -> None:
+                 native: bool | None = None) -> None:
         self.agent = agent
-        # the critic ensemble on the C++ operators (native_ensemble.py) when the critic allows it
+        # the whole update as one C++ operator (native_ops.py) where the networks allow it: no tracing, no
+        # cold compile, and the critic ensemble one member per thread
         self.native = False
-        if agent.cfg.native_critic if native_critic is None else native_critic:
-            why = native.supported(agent)
+        if agent.cfg.native_update if native is None else native:
+            why = native_ops.supported(agent)
             self.native = why is None
-            if why is not None and native.load() is not None:  # a missing toolchain, not an image critic
+            if why is not None and native_ops.load() is not None:  # a missing toolchain, not an image critic
                 import warnings
 
-                warnings.warn(f"critic ensemble operators unavailable ({why}); using the inductor-compiled critic",
+                warnings.warn(f"native learner operators unavailable ({why}); using the torch.compile update",
                               RuntimeWarning, stacklevel=3)
         self.enc_names = [n for n, _ in agent.encoder.named_parameters()]
         self.critic_names = [n for n, _ in agent.critic.named_parameters()]
@@ -107,10 +108,6 @@ class FusedUpdate:
     def _functional_step(self, enc_p, critic_p, target_p, actor_p, log_alpha, critic_st, actor_st, temp_st,
                          obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
                          update_actor: bool):
-        if self.native:
-            return self._native_step(enc_p, critic_p, target_p, actor_p, log_alpha, critic_st, actor_st, temp_st,
-                                     obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
-                                     update_actor)
         a = self.agent
         cfg = a.cfg
         enc = dict(zip(self.enc_names, enc_p))
@@ -169,74 +166,57 @@ class FusedUpdate:
             _adam_([log_alpha], [g_temp], temp_st, lr, betas, eps)
         return {"actor_loss": a_loss.detach(), "entropy": entropy, "alpha": log_alpha.detach().exp()}
 
-    def _native_step(self, enc_p, critic_p, target_p, actor_p, log_alpha, critic_st, actor_st, temp_st,
-                     obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
-                     update_actor: bool):
-        """The same update with the critic ensemble on the C++ operators (state features, LayerNorm critic).
-
-        The critic step (loss, gradient, Adam, Polyak) is one operator. The actor's loss reaches the critic
-        only through Q(feat, pi): the operator returns Q and dQ/dpi per member, and the actor's gradient is
-        the vector-Jacobian product of the policy with the loss's gradient at pi, where Q enters as its
-        first-order expansion (exact value and gradient at pi).
-        """
+    def _native_update(self, enc_p, critic_p, target_p, actor_p, log_alpha, critic_st, actor_st, temp_st,
+                       obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
+                       update_actor: bool) -> dict[str, torch.Tensor]:
+        """The same update as ``_functional_step``, as one operator (csrc/sac_update.cpp)."""
         a = self.agent
         cfg = a.cfg
-        enc = dict(zip(self.enc_names, enc_p))  # no trainable encoder parameters on this path
-        act = dict(zip(self.actor_names, actor_p))
-        alpha = log_alpha.detach().exp()
         with torch.no_grad():
-            next_feat = functional_call(a.encoder, enc, (next_obs,))
-            mean, log_std = functional_call(a.actor, act, (next_feat,))
-            next_action, next_logp = losses.tanh_gaussian_sample(mean, log_std, next_noise)
-            next_q = native.forward(torch.cat([next_feat, next_action], dim=-1), target_p, members).min(dim=0).values
-            if cfg.backup_entropy:
-                target = losses.td_target(reward, discount, next_q, next_logp, alpha, cfg.target_clip)
-            else:
-                target = losses.td_target(reward, discount, next_q, clip=cfg.target_clip)
-            feat = functional_call(a.encoder, enc, (obs,))
-            for st in critic_st:
-                st["step"].add_(1.0)
-            lr, (b1, b2), eps = self.hparams["critic"]
-            c_loss, q = native.critic_step(torch.cat([feat, action], dim=-1), target, critic_p,
-                                           [st["exp_avg"] for st in critic_st], [st["exp_avg_sq"] for st in critic_st],
-                                           target_p, critic_st[0]["step"], lr, b1, b2, eps, cfg.tau)
-        out = {"critic_loss": c_loss, "q_mean": q.mean()}
+            feat, next_feat = a.encoder(obs).contiguous(), a.encoder(next_obs).contiguous()
+        (clr, (cb1, cb2), ceps), (alr, (ab1, ab2), aeps), (tlr, (tb1, tb2), teps) = (
+            self.hparams["critic"], self.hparams["actor"], self.hparams["temp"])
+        clip = cfg.target_clip or (0.0, 0.0)
+        hp = [clr, cb1, cb2, ceps, alr, ab1, ab2, aeps, tlr, tb1, tb2, teps, cfg.tau, float(a.target_entropy),
+              cfg.log_std_min, cfg.log_std_max, cfg.bc_weight, clip[0], clip[1]]
+        flags = [int(update_actor), int(cfg.backup_entropy), int(cfg.target_clip is not None), int(cfg.q_normalize)]
+        (temp,) = temp_st
+        with torch.no_grad():  # the operator updates parameters in place; its metrics carry no graph
+            m = native_ops.sac_update(
+                feat, next_feat, action.contiguous(), reward.contiguous(), discount.contiguous(), next_noise, noise,
+                members, demo_mask.to(torch.bool).contiguous(),
+                critic_p, [st["exp_avg"] for st in critic_st], [st["exp_avg_sq"] for st in critic_st], target_p,
+                [st["step"] for st in critic_st],
+                actor_p, [st["exp_avg"] for st in actor_st], [st["exp_avg_sq"] for st in actor_st],
+                [st["step"] for st in actor_st],
+                log_alpha.detach(), temp["exp_avg"], temp["exp_avg_sq"], temp["step"], hp, flags)
+        out = {"critic_loss": m[0], "q_mean": m[1]}
         if update_actor:
-            def policy(actor_params):
-                m, ls = functional_call(a.actor, actor_params, (feat,))
-                pi, logp = losses.tanh_gaussian_sample(m, ls, noise)
-                return pi, logp, torch.tanh(m)
-
-            (pi, logp, tanh_m), pull = torch.func.vjp(policy, act)
-            pi0 = pi.detach()
-            with torch.no_grad():  # the updated critic, as in the reference update
-                q_pi, dq_dpi = native.q_input_grad(torch.cat([feat, pi0], dim=-1), critic_p, feat.shape[-1])
-
-            def head(pi_, logp_, tanh_m_):
-                q_lin = q_pi + (dq_dpi * (pi_ - pi0).unsqueeze(0)).sum(-1)
-                loss = losses.actor_loss(q_lin, logp_, alpha, cfg.q_normalize)
-                if cfg.bc_weight > 0:
-                    loss = loss + cfg.bc_weight * losses.bc_loss(tanh_m_, action, demo_mask)
-                return loss
-
-            cotangents, a_loss = grad_and_value(head, argnums=(0, 1, 2))(pi0, logp.detach(), tanh_m.detach())
-            (g_act,) = pull(cotangents)
-            out.update(self._actor_temp_step(actor_p, [g_act[n] for n in self.actor_names], a_loss, logp.detach(),
-                                             log_alpha, actor_st, temp_st))
+            out.update(actor_loss=m[2], entropy=m[3], alpha=m[4])
         return out
 
     # The stateful shell -----------------------------------------------------------------------------
+    def _params(self) -> tuple[list, list, list, list]:
+        """The four parameter lists, rebuilt only when a module object was swapped (walking the module
+        tree costs ~0.1 ms a call; loading a checkpoint copies into the same parameter tensors)."""
+        a = self.agent
+        mods = (a.encoder, a.critic, a.target_critic, a.actor)
+        if getattr(self, "_param_mods", None) is None or any(x is not y for x, y in zip(mods, self._param_mods)):
+            self._param_mods = mods
+            self._param_lists = tuple(list(m.parameters()) for m in mods)
+        return self._param_lists
+
     def __call__(self, obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
                  update_actor: bool) -> dict[str, torch.Tensor]:
         a = self.agent
         update_actor = bool(update_actor)
-        enc_p = list(a.encoder.parameters())
-        critic_p = list(a.critic.parameters())
-        actor_p = list(a.actor.parameters())
-        args = (enc_p, critic_p, list(a.target_critic.parameters()), actor_p, a.log_alpha,
+        enc_p, critic_p, target_p, actor_p = self._params()
+        args = (enc_p, critic_p, target_p, actor_p, a.log_alpha,
                 _states(a.critic_opt, enc_p + critic_p), _states(a.actor_opt, actor_p),
                 _states(a.temp_opt, [a.log_alpha]),
                 obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask, update_actor)
+        if self.native:
+            return self._native_update(*args)
         step = self._steps[update_actor]
         if not self.compiled:
             return step(*args)

@@ -46,7 +46,7 @@ class SACConfig:
     q_normalize: bool = False             # actor's Q term / mean|Q| (TD3+BC), for use with bc_weight
     normalize_state: bool = False         # standardize states with the demos' statistics (when there are demos)
     compile: bool = False                 # the whole update as one torch.compile graph (robolearn/rl/fused.py)
-    native_critic: bool = True            # with compile: the critic ensemble on C++ operators (rl/native_ensemble.py)
+    native_update: bool = True            # with compile: the update as C++ operators where supported (rl/native_ops.py)
     fused_adam: bool = True
 
     def __post_init__(self) -> None:

@@ -13,28 +13,14 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "ensemble_mlp.h"
+#include "kernels.h"
+
 #include <cmath>
 #include <vector>
 
-// The Fortran BLAS entry point; PyTorch's x86 Linux wheels export MKL's (this file is compiled on first
-// use, and the learner falls back to the inductor-compiled update where it is missing).
-extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
-                       const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
-                       const float* beta, float* c, const int* ldc);
-
+namespace robolearn {
 namespace {
-
-constexpr float kLnEps = 1e-5f;  // F.layer_norm's default
-
-// Row-major C[M,N] = op(A)[M,K] op(B)[K,N] + beta * C (BLAS is column-major: compute C^T = B^T A^T).
-// Called from inside a parallel region, the BLAS runs on the calling thread only.
-inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  const char a = tb ? 'T' : 'N', b = ta ? 'T' : 'N';
-  const int m = (int)N, n = (int)M, k = (int)K, la = (int)ldb, lb = (int)lda, lc = (int)ldc;
-  const float one = 1.0f;
-  sgemm_(&a, &b, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
-}
 
 struct Net {  // shapes shared by all members
   int64_t in0 = 0, layers = 0;
@@ -103,83 +89,6 @@ inline const float* member_ptr(const at::Tensor& t, int64_t e) {
   return t.data_ptr<float>() + e * t.size(1) * t.size(2);
 }
 inline float* member_mut(const at::Tensor& t, int64_t e) { return t.data_ptr<float>() + e * t.size(1) * t.size(2); }
-
-// Adds the bias to one row of pre-activations and returns its LayerNorm statistics (mean, 1 / std).
-inline void row_stats(float* __restrict h, const float* __restrict bias, int64_t H, float& mean, float& rstd) {
-  float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < H; ++j) {
-    const float v = h[j] + bias[j];
-    h[j] = v;
-    sum += v;
-  }
-  mean = sum / H;
-  float var = 0.f;
-#pragma omp simd reduction(+ : var)
-  for (int64_t j = 0; j < H; ++j) var += (h[j] - mean) * (h[j] - mean);
-  rstd = 1.0f / std::sqrt(var / H + kLnEps);
-}
-
-// LayerNorm + ReLU backward of one row, given d relu-output in `dh` (overwritten with d pre-LN).
-// With `dg`/`dbe`/`db`, accumulates the affine and bias gradients.
-inline void ln_relu_backward_row(float* dh, const float* xh, const float* r, const float* g, float rstd, int64_t H,
-                                 float* dg, float* dbe, float* db) {
-  float s1 = 0.f, s2 = 0.f;
-  if (dg) {
-#pragma omp simd reduction(+ : s1, s2)
-    for (int64_t j = 0; j < H; ++j) {
-      const float dn = r[j] > 0.f ? dh[j] : 0.f;
-      dg[j] += dn * xh[j];
-      dbe[j] += dn;
-      const float dxh = dn * g[j];
-      dh[j] = dxh;
-      s1 += dxh;
-      s2 += dxh * xh[j];
-    }
-  } else {
-#pragma omp simd reduction(+ : s1, s2)
-    for (int64_t j = 0; j < H; ++j) {
-      const float dxh = r[j] > 0.f ? dh[j] * g[j] : 0.f;
-      dh[j] = dxh;
-      s1 += dxh;
-      s2 += dxh * xh[j];
-    }
-  }
-  const float m1 = s1 / H, m2 = s2 / H;
-  if (db) {
-#pragma omp simd
-    for (int64_t j = 0; j < H; ++j) {
-      const float v = rstd * (dh[j] - m1 - xh[j] * m2);
-      dh[j] = v;
-      db[j] += v;
-    }
-  } else {
-#pragma omp simd
-    for (int64_t j = 0; j < H; ++j) dh[j] = rstd * (dh[j] - m1 - xh[j] * m2);
-  }
-}
-
-struct AdamArgs {
-  float lr, beta1, beta2, eps, tau, step_size, bc2_sqrt;
-};
-
-// torch.optim.Adam (no weight decay) on one member slice, then Polyak into the target copy.
-inline void adam_slice(float* __restrict p, float* __restrict m, float* __restrict v, float* __restrict tgt,
-                       const float* __restrict g, int64_t count, const AdamArgs& a) {
-  const float w1 = 1.0f - a.beta1, w2 = 1.0f - a.beta2, b2 = a.beta2, step_size = a.step_size;
-  const float inv_bc2 = 1.0f / a.bc2_sqrt, eps = a.eps, tau = a.tau;
-#pragma omp simd
-  for (int64_t i = 0; i < count; ++i) {
-    const float gi = g[i];
-    const float mi = m[i] + w1 * (gi - m[i]);
-    const float vi = b2 * v[i] + w2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    const float pi = p[i] - step_size * (mi / (std::sqrt(vi) * inv_bc2 + eps));
-    p[i] = pi;
-    tgt[i] = tgt[i] + tau * (pi - tgt[i]);
-  }
-}
 
 struct Optim {
   at::TensorList m, v, target;
@@ -337,7 +246,9 @@ void check_input(const at::Tensor& x, const Net& n, const char* what) {
   TORCH_CHECK(x.size(1) == n.in0, what, " has ", x.size(1), " features, the ensemble takes ", n.in0);
 }
 
-// Q of the members listed in `members` (all when empty): (len(members), B).
+}  // namespace
+
+// Q of the members listed in `members`: (len(members), B).
 at::Tensor ensemble_forward(const at::Tensor& x, at::TensorList params, const at::Tensor& members) {
   const int64_t E = params[0].size(0);
   Net n = check_params(params, E);
@@ -402,11 +313,7 @@ std::tuple<at::Tensor, at::Tensor> ensemble_critic_step(const at::Tensor& x, con
       TORCH_CHECK(t->sizes() == params[i].sizes() && t->is_contiguous() && t->scalar_type() == at::kFloat,
                   "optimizer state / target ", i, " must match its parameter");
   const double st = step.item<double>();  // already incremented for this step, as torch.optim.Adam does
-  Optim opt{exp_avg, exp_avg_sq, target, {}};
-  opt.args.lr = (float)lr, opt.args.beta1 = (float)beta1, opt.args.beta2 = (float)beta2;
-  opt.args.eps = (float)eps, opt.args.tau = (float)tau;
-  opt.args.step_size = (float)(lr / (1.0 - std::pow(beta1, st)));
-  opt.args.bc2_sqrt = (float)std::sqrt(1.0 - std::pow(beta2, st));
+  Optim opt{exp_avg, exp_avg_sq, target, adam_args(lr, beta1, beta2, eps, tau, st)};
   auto q = at::empty({E, B}, x.options());
   auto sq = at::zeros({E}, x.options().dtype(at::kDouble));
   const float* xp = x.data_ptr<float>();
@@ -428,17 +335,17 @@ std::tuple<at::Tensor, at::Tensor> ensemble_critic_step(const at::Tensor& x, con
   return {loss, q};
 }
 
-}  // namespace
+}  // namespace robolearn
 
-TORCH_LIBRARY(robolearn_ensemble, m) {
+TORCH_LIBRARY(robolearn_rl, m) {
   m.def("forward(Tensor x, Tensor[] params, Tensor members) -> Tensor");
   m.def("q_input_grad(Tensor x, Tensor[] params, int in_start) -> (Tensor, Tensor)");
   m.def("critic_step(Tensor x, Tensor y, Tensor(a!)[] params, Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, "
         "Tensor(d!)[] target, Tensor step, float lr, float beta1, float beta2, float eps, float tau) -> (Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(robolearn_ensemble, CPU, m) {
-  m.impl("forward", &ensemble_forward);
-  m.impl("q_input_grad", &ensemble_q_input_grad);
-  m.impl("critic_step", &ensemble_critic_step);
+TORCH_LIBRARY_IMPL(robolearn_rl, CPU, m) {
+  m.impl("forward", &robolearn::ensemble_forward);
+  m.impl("q_input_grad", &robolearn::ensemble_q_input_grad);
+  m.impl("critic_step", &robolearn::ensemble_critic_step);
 }

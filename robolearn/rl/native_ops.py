@@ -1,24 +1,27 @@
-"""The LayerNorm-MLP critic ensemble as C++ operators (``csrc/ensemble_mlp.cpp``), one member per thread.
+"""The learner's hot path as C++ operators (``csrc/``): the LayerNorm-MLP critic ensemble, one member per
+thread, and the whole SAC / RLPD update for state features built on it.
 
 Why: batched over (E, B, H) tensors, every element-wise pass of the critic (LayerNorm, ReLU, their
 backward, Adam, Polyak) streams the whole ensemble's activations through memory, and two threads share
-each small GEMM. The operators here keep one member's activations in its core's L2 cache from forward
-through backward to the optimizer step, and run its GEMMs single-threaded. The compiled update
-(``robolearn/rl/fused.py``) calls them as opaque ops inside its graph.
+each small GEMM. The operators keep one member's activations in its core's L2 cache from forward
+through backward to the optimizer step, and run its GEMMs single-threaded; the update operator adds
+the small actor network and the losses without any per-call tracing (``robolearn/rl/fused.py`` calls it).
 
-The extension is compiled on first use (~15 s, cached by PyTorch under ``TORCH_EXTENSIONS_DIR``) and
+The extension is compiled on first use (~20 s, cached by PyTorch under ``TORCH_EXTENSIONS_DIR``) and
 links the BLAS that PyTorch's x86 Linux wheels export; where that is not possible, ``load()`` returns
-the reason and the learner keeps the all-inductor update.
+the reason and the learner keeps the torch.compile update.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from pathlib import Path
 
 import torch
 
-_SOURCE = Path(__file__).parent / "csrc" / "ensemble_mlp.cpp"
+_CSRC = Path(__file__).parent / "csrc"
+_SOURCES = [_CSRC / "ensemble_mlp.cpp", _CSRC / "sac_update.cpp"]
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -30,12 +33,15 @@ def load() -> str | None:
         if "error" in _state:
             return _state["error"]  # type: ignore[return-value]
         try:
-            if os.environ.get("ROBOLEARN_NATIVE_ENSEMBLE", "1") == "0":
-                raise RuntimeError("disabled by ROBOLEARN_NATIVE_ENSEMBLE=0")
-            if not hasattr(torch.ops, "robolearn_ensemble") or not hasattr(torch.ops.robolearn_ensemble, "critic_step"):
+            if os.environ.get("ROBOLEARN_NATIVE_OPS", "1") == "0":
+                raise RuntimeError("disabled by ROBOLEARN_NATIVE_OPS=0")
+            if not hasattr(torch.ops, "robolearn_rl") or not hasattr(torch.ops.robolearn_rl, "sac_update"):
                 from torch.utils import cpp_extension
 
-                cpp_extension.load(name="robolearn_ensemble", sources=[str(_SOURCE)], extra_cflags=_FLAGS,
+                # the headers' hash in the flags: PyTorch rebuilds when sources or flags change, not headers
+                digest = hashlib.sha1(b"".join(h.read_bytes() for h in sorted(_CSRC.glob("*.h")))).hexdigest()[:12]
+                cpp_extension.load(name="robolearn_rl_ops", sources=[str(s) for s in _SOURCES],
+                                   extra_cflags=[*_FLAGS, f"-DROBOLEARN_HEADERS={digest}"],
                                    is_python_module=False, verbose=False)
             _register_fakes()
             _state["error"] = None
@@ -48,7 +54,7 @@ def _register_fakes() -> None:
     """Shapes for torch.compile's tracing (the ops are opaque to inductor)."""
     if _state.get("fakes"):
         return
-    lib = "robolearn_ensemble"
+    lib = "robolearn_rl"
 
     @torch.library.register_fake(f"{lib}::forward")
     def _forward(x, params, members):
@@ -63,6 +69,10 @@ def _register_fakes() -> None:
     def _critic_step(x, y, params, exp_avg, exp_avg_sq, target, step, lr, beta1, beta2, eps, tau):
         return x.new_empty(()), x.new_empty((params[0].shape[0], x.shape[0]))
 
+    @torch.library.register_fake(f"{lib}::sac_update")
+    def _sac_update(feat, *rest):
+        return feat.new_empty((5,))
+
     _state["fakes"] = True
 
 
@@ -75,22 +85,29 @@ def supported(agent) -> str | None:
         return "the critic's gradient also trains an observation encoder (image observations)"
     if agent.critic.net.net[-1].out_features != 1:
         return "the critic must output one value per member"
+    if not any(isinstance(m, torch.nn.LayerNorm) for m in agent.actor.modules()):
+        return "the operators implement the LayerNorm actor only"
     return load()
 
 
 # The operators (shapes: x (B, in), params as Critic.parameters(), Q (E, B)) ---------------------------
 def forward(x: torch.Tensor, params: list[torch.Tensor], members: torch.Tensor) -> torch.Tensor:
     """Q of the listed members only: (len(members), B)."""
-    return torch.ops.robolearn_ensemble.forward(x, params, members)
+    return torch.ops.robolearn_rl.forward(x, params, members)
 
 
 def q_input_grad(x: torch.Tensor, params: list[torch.Tensor], in_start: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Q of every member and d Q_e(b) / d x[b, in_start:]: (E, B), (E, B, in - in_start)."""
-    return torch.ops.robolearn_ensemble.q_input_grad(x, params, in_start)
+    return torch.ops.robolearn_rl.q_input_grad(x, params, in_start)
+
+
+def sac_update(*args):
+    """One whole update; see csrc/sac_update.cpp for the argument layout. Returns the 5 metrics."""
+    return torch.ops.robolearn_rl.sac_update(*args)
 
 
 def critic_step(x, y, params, exp_avg, exp_avg_sq, target, step, lr, beta1, beta2, eps, tau):
     """Loss = mean (Q - y)^2, its gradient, torch.optim.Adam's step (``step`` already incremented) and
     Polyak into ``target``, all in place. Returns (loss, Q before the step)."""
-    return torch.ops.robolearn_ensemble.critic_step(x, y, params, exp_avg, exp_avg_sq, target, step,
+    return torch.ops.robolearn_rl.critic_step(x, y, params, exp_avg, exp_avg_sq, target, step,
                                                     lr, beta1, beta2, eps, tau)

@@ -1,10 +1,10 @@
-"""The C++ critic-ensemble operators (robolearn/rl/native_ensemble.py) against autograd and torch.optim."""
+"""The C++ learner operators (robolearn/rl/native_ops.py) against autograd and torch.optim."""
 import copy
 
 import pytest
 import torch
 
-from robolearn.rl import native_ensemble as native
+from robolearn.rl import native_ops as native
 from robolearn.rl.encoders import EncoderConfig
 from robolearn.rl.networks import Critic
 from robolearn.rl.sac import SACAgent, SACConfig
@@ -12,7 +12,7 @@ from robolearn.rl.sac import SACAgent, SACConfig
 torch.set_num_threads(2)  # two threads: members are split between them, as in training
 
 pytestmark = pytest.mark.skipif(native.load() is not None,
-                                reason=f"critic ensemble operators cannot be built here: {native.load()}")
+                                reason=f"native learner operators cannot be built here: {native.load()}")
 
 
 def _critic(members=4, feat=5, act=3, hidden=(16, 12), seed=0):
