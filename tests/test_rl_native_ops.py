@@ -108,3 +108,24 @@ def test_which_critics_can_use_the_operators():
                                 encoder=EncoderConfig(channels=4, conv_layers=1, feature_dim=5)),
                       3, 2, image_shapes={"front": (12, 12, 3)})
     assert "encoder" in native.supported(images)
+
+
+def test_without_the_operators_the_update_falls_back_to_torch_compile(monkeypatch):
+    """A machine that cannot build the extension (no compiler, no exported BLAS) warns once and keeps the
+    functional update, with the reference numbers."""
+    from robolearn.rl.fused import FusedUpdate
+
+    monkeypatch.setitem(native._state, "error", "RuntimeError: simulated: no C++ compiler")
+    cfg = SACConfig(hidden=(8, 8), num_critics=3, batch_size=8, fused_adam=False)
+    agent = SACAgent(cfg, 3, 2, seed=1)
+    with pytest.warns(RuntimeWarning, match="simulated: no C\\+\\+ compiler"):
+        agent._fused = FusedUpdate(agent, compile=False)
+    assert not agent._fused.native
+    ref = SACAgent(cfg, 3, 2, seed=1)
+    g = torch.Generator().manual_seed(0)
+    batch = {"obs": {"state": torch.randn(8, 3, generator=g)}, "next_obs": {"state": torch.randn(8, 3, generator=g)},
+             "action": torch.rand(8, 2, generator=g) * 2 - 1, "reward": torch.randn(8, generator=g),
+             "discount": torch.full((8,), 0.99)}
+    mf, mr = agent.update(batch), ref.update(batch)
+    for k in mr:
+        assert mf[k] == pytest.approx(mr[k], rel=1e-5, abs=1e-6), k
