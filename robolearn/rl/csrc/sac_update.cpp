@@ -86,8 +86,50 @@ void for_row_blocks(int64_t B, const Fn& fn) {
   at::parallel_for(0, B, 32, [&](int64_t lo, int64_t hi) { fn(lo, hi, at::get_thread_num()); });
 }
 
-// x (B, in0) -> s.out (B, out), keeping what the backward needs.
-void actor_forward(const Mlp& n, at::TensorList p, const float* x, int64_t B, ActorScratch& s) {
+inline float softplus(float x) { return x > 20.f ? x : std::log1p(std::exp(x)); }  // F.softplus's threshold
+
+// losses.tanh_gaussian_sample on the actor's output (mean | raw log-std), row-major (B, 2A).
+struct Sample {
+  std::vector<float> pi, logp, tanh_mean, std_noise, ls_pass;  // std * noise, d log_std / d raw (0 or 1)
+};
+
+void sample_rows(const float* out, const float* noise, int64_t lo, int64_t hi, int64_t A, float ls_min,
+                 float ls_max, Sample& s, bool for_backward) {
+  for (int64_t b = lo; b < hi; ++b) {
+    double lp = 0.0;
+    for (int64_t a = 0; a < A; ++a) {
+      const float mean = out[b * 2 * A + a], raw = out[b * 2 * A + A + a];
+      const float ls = std::min(std::max(raw, ls_min), ls_max);
+      const float eps = noise[b * A + a];
+      const float sn = std::exp(ls) * eps;
+      const float u = mean + sn;
+      const float log_prob_u = -0.5f * eps * eps - ls - (float)kHalfLog2Pi;
+      const float log_det = 2.0f * (kLog2 - u - softplus(-2.0f * u));
+      lp += log_prob_u - log_det;
+      s.pi[b * A + a] = std::tanh(u);
+      if (for_backward) {
+        s.tanh_mean[b * A + a] = std::tanh(mean);
+        s.std_noise[b * A + a] = sn;
+        s.ls_pass[b * A + a] = (raw >= ls_min && raw <= ls_max) ? 1.f : 0.f;
+      }
+    }
+    s.logp[b] = (float)lp;
+  }
+}
+
+struct SampleArgs {  // losses.tanh_gaussian_sample of the forward's rows, in the same parallel region
+  const float* noise;
+  int64_t A;
+  float ls_min, ls_max;
+  Sample* out;
+  bool for_backward;
+};
+
+// x (B, in0) -> s.out (B, out), keeping what the backward needs; then the tanh-Gaussian sample.
+void actor_forward(const Mlp& n, at::TensorList p, const float* x, int64_t B, ActorScratch& s, const SampleArgs& sa) {
+  Sample& smp = *sa.out;
+  smp.pi.resize(B * sa.A), smp.logp.resize(B);
+  if (sa.for_backward) smp.tanh_mean.resize(B * sa.A), smp.std_noise.resize(B * sa.A), smp.ls_pass.resize(B * sa.A);
   for_row_blocks(B, [&](int64_t lo, int64_t hi, int) {
     const int64_t rows = hi - lo;
     const float* inp = x + lo * n.in0;
@@ -122,6 +164,7 @@ void actor_forward(const Mlp& n, at::TensorList p, const float* x, int64_t B, Ac
     const float* bo = fp(p[4 * n.layers + 1]);
     for (int64_t b = 0; b < rows; ++b)
       for (int64_t j = 0; j < n.out; ++j) out[b * n.out + j] += bo[j];
+    sample_rows(s.out.data(), sa.noise, lo, hi, sa.A, sa.ls_min, sa.ls_max, smp, sa.for_backward);
   });
 }
 
@@ -149,22 +192,28 @@ void actor_backward_step(const Mlp& n, at::TensorList p, at::TensorList m, at::T
       }
     }
   });
-  // weights: dW_l = dh_l^T inp_l over the whole batch, split by output unit
-  at::parallel_for(0, L + 1, 1, [&](int64_t lo_l, int64_t hi_l) {
-    for (int64_t l = lo_l; l < hi_l; ++l) {
-      if (l == L) {  // output layer (O x HL) and its bias
-        float* dwo = s.dwo.data();
-        gemm(true, false, O, HL, B, dout, O, s.relu[L - 1].data(), HL, 0.0f, dwo, HL);
-        float* dbo = dwo + O * HL;
-        std::fill(dbo, dbo + O, 0.f);
-        for (int64_t b = 0; b < B; ++b)
-          for (int64_t j = 0; j < O; ++j) dbo[j] += dout[b * O + j];
-        continue;
+  // weights: dW_l = dh_l^T inp_l over the whole batch, each thread a block of every layer's output units
+  const int64_t T = s.threads;
+  at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      for (int64_t l = 0; l <= L; ++l) {
+        const int64_t H = l == L ? O : n.width[l];
+        const int64_t in = l == 0 ? n.in0 : n.width[l - 1];
+        const int64_t h0 = H * t / T, h1 = H * (t + 1) / T;
+        if (h1 <= h0) continue;
+        const float* inp = l == 0 ? x : s.relu[l - 1].data();
+        const float* d = l == L ? dout : s.dh[l].data();
+        float* dw = l == L ? s.dwo.data() : s.dw[l].data();
+        gemm(true, false, h1 - h0, in, B, d + h0, H, inp, in, 0.0f, dw + h0 * in, in);
+        if (l == L) {
+          float* dbo = s.dwo.data() + O * HL;
+          for (int64_t j = h0; j < h1; ++j) {
+            float acc = 0.f;
+            for (int64_t b = 0; b < B; ++b) acc += dout[b * O + j];
+            dbo[j] = acc;
+          }
+        }
       }
-      const int64_t H = n.width[l];
-      const int64_t in = l == 0 ? n.in0 : n.width[l - 1];
-      const float* inp = l == 0 ? x : s.relu[l - 1].data();
-      gemm(true, false, H, in, B, s.dh[l].data(), H, inp, in, 0.0f, s.dw[l].data(), in);
     }
   });
   auto step = [&](int64_t idx, const float* grad, int64_t count) {
@@ -184,39 +233,6 @@ void actor_backward_step(const Mlp& n, at::TensorList p, at::TensorList m, at::T
   }
   step(4 * L, s.dwo.data(), O * HL);
   step(4 * L + 1, s.dwo.data() + O * HL, O);
-}
-
-inline float softplus(float x) { return x > 20.f ? x : std::log1p(std::exp(x)); }  // F.softplus's threshold
-
-// losses.tanh_gaussian_sample on the actor's output (mean | raw log-std), row-major (B, 2A).
-struct Sample {
-  std::vector<float> pi, logp, tanh_mean, std_noise, ls_pass;  // std * noise, d log_std / d raw (0 or 1)
-};
-
-void sample(const float* out, const float* noise, int64_t B, int64_t A, float ls_min, float ls_max, Sample& s,
-            bool for_backward) {
-  s.pi.resize(B * A), s.logp.resize(B);
-  if (for_backward) s.tanh_mean.resize(B * A), s.std_noise.resize(B * A), s.ls_pass.resize(B * A);
-  for (int64_t b = 0; b < B; ++b) {
-    double lp = 0.0;
-    for (int64_t a = 0; a < A; ++a) {
-      const float mean = out[b * 2 * A + a], raw = out[b * 2 * A + A + a];
-      const float ls = std::min(std::max(raw, ls_min), ls_max);
-      const float eps = noise[b * A + a];
-      const float sn = std::exp(ls) * eps;
-      const float u = mean + sn;
-      const float log_prob_u = -0.5f * eps * eps - ls - (float)kHalfLog2Pi;
-      const float log_det = 2.0f * (kLog2 - u - softplus(-2.0f * u));
-      lp += log_prob_u - log_det;
-      s.pi[b * A + a] = std::tanh(u);
-      if (for_backward) {
-        s.tanh_mean[b * A + a] = std::tanh(mean);
-        s.std_noise[b * A + a] = sn;
-        s.ls_pass[b * A + a] = (raw >= ls_min && raw <= ls_max) ? 1.f : 0.f;
-      }
-    }
-    s.logp[b] = (float)lp;
-  }
 }
 
 at::Tensor cat_rows(const at::Tensor& a, const float* b, int64_t kb) {  // [a | b] row-wise, (B, Fa + kb)
@@ -286,8 +302,7 @@ at::Tensor sac_update(const at::Tensor& feat, const at::Tensor& next_feat, const
   as.ensure(net, B);
 
   // TD target from the target critic's drawn members at the current policy's next action
-  actor_forward(net, actor, fp(next_feat), B, as);
-  sample(as.out.data(), fp(next_noise), B, A, ls_min, ls_max, next_s, false);
+  actor_forward(net, actor, fp(next_feat), B, as, {fp(next_noise), A, ls_min, ls_max, &next_s, false});
   at::Tensor next_q = ensemble_forward(cat_rows(next_feat, next_s.pi.data(), A), target, members);
   auto y = at::empty({B}, feat.options());
   {
@@ -311,8 +326,7 @@ at::Tensor sac_update(const at::Tensor& feat, const at::Tensor& next_feat, const
   const float nan = std::nanf("");
   float a_loss = nan, entropy = nan, alpha_out = nan;
   if (update_actor) {
-    actor_forward(net, actor, fp(feat), B, as);
-    sample(as.out.data(), fp(noise), B, A, ls_min, ls_max, cur_s, true);
+    actor_forward(net, actor, fp(feat), B, as, {fp(noise), A, ls_min, ls_max, &cur_s, true});
     auto [q_pi, dq] = ensemble_q_input_grad(cat_rows(feat, cur_s.pi.data(), A), critic, F);  // updated critic
     const int64_t E = q_pi.size(0);
     const float* qp = fp(q_pi);
