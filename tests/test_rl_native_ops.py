@@ -129,3 +129,30 @@ def test_without_the_operators_the_update_falls_back_to_torch_compile(monkeypatc
     mf, mr = agent.update(batch), ref.update(batch)
     for k in mr:
         assert mf[k] == pytest.approx(mr[k], rel=1e-5, abs=1e-6), k
+
+
+def test_native_update_after_loading_a_checkpoint_uses_the_loaded_state():
+    """The operator's cached argument lists follow a checkpoint load (new optimizer state tensors)."""
+    from robolearn.rl.fused import FusedUpdate
+
+    cfg = SACConfig(hidden=(8, 8), num_critics=3, batch_size=8, fused_adam=False)
+
+    def batch(seed):
+        g = torch.Generator().manual_seed(seed)
+        return {"obs": {"state": torch.randn(8, 3, generator=g)}, "next_obs": {"state": torch.randn(8, 3, generator=g)},
+                "action": torch.rand(8, 2, generator=g) * 2 - 1, "reward": torch.randn(8, generator=g),
+                "discount": torch.full((8,), 0.99)}
+
+    a, b, ref = (SACAgent(cfg, 3, 2, seed=s) for s in (1, 2, 1))
+    for agent in (a, b):
+        agent._fused = FusedUpdate(agent, compile=False, native=True)
+        assert agent._fused.native
+    for i in range(3):
+        a.update(batch(i)), ref.update(batch(i))
+    b.update(batch(7))  # b's cached lists point at its own (soon replaced) optimizer state
+    b.load_state_tensors(a.state_tensors())
+    mb, ma, mr = b.update(batch(3)), a.update(batch(3)), ref.update(batch(3))
+    for k in mr:
+        assert mb[k] == pytest.approx(ma[k], rel=1e-6, abs=1e-7), k
+        assert ma[k] == pytest.approx(mr[k], rel=1e-5, abs=1e-6), k
+    assert b.state_tensors()["critic_opt.state.0.step"].item() == 4.0

@@ -81,6 +81,14 @@ class FusedUpdate:
             raise ValueError("critic and target critic must have the same parameters")
         self.hparams = {"critic": _opt_hparams(agent.critic_opt), "actor": _opt_hparams(agent.actor_opt),
                         "temp": _opt_hparams(agent.temp_opt)}
+        if self.native:  # the operator's fixed arguments (csrc/sac_update.cpp)
+            cfg = agent.cfg
+            clip = cfg.target_clip or (0.0, 0.0)
+            self._native_hp = [*(v for k in ("critic", "actor", "temp") for v in (self.hparams[k][0], *self.hparams[k][1],
+                                                                               self.hparams[k][2])),
+                               cfg.tau, float(agent.target_entropy), cfg.log_std_min, cfg.log_std_max, cfg.bc_weight,
+                               clip[0], clip[1]]
+            self._native_flags = [int(cfg.backup_entropy), int(cfg.target_clip is not None), int(cfg.q_normalize)]
         # cpp_wrapper: the graph's kernel launches run from generated C++ instead of Python (+9% updates/s
         # for 2 critics of 256x256 on this CPU, measured interleaved)
         options = {"cpp_wrapper": True, **(compile_options or {})}
@@ -166,34 +174,37 @@ class FusedUpdate:
             _adam_([log_alpha], [g_temp], temp_st, lr, betas, eps)
         return {"actor_loss": a_loss.detach(), "entropy": entropy, "alpha": log_alpha.detach().exp()}
 
-    def _native_update(self, enc_p, critic_p, target_p, actor_p, log_alpha, critic_st, actor_st, temp_st,
-                       obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
+    def _native_update(self, obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
                        update_actor: bool) -> dict[str, torch.Tensor]:
         """The same update as ``_functional_step``, as one operator (csrc/sac_update.cpp)."""
         a = self.agent
-        cfg = a.cfg
-        with torch.no_grad():
-            feat, next_feat = a.encoder(obs).contiguous(), a.encoder(next_obs).contiguous()
-        (clr, (cb1, cb2), ceps), (alr, (ab1, ab2), aeps), (tlr, (tb1, tb2), teps) = (
-            self.hparams["critic"], self.hparams["actor"], self.hparams["temp"])
-        clip = cfg.target_clip or (0.0, 0.0)
-        hp = [clr, cb1, cb2, ceps, alr, ab1, ab2, aeps, tlr, tb1, tb2, teps, cfg.tau, float(a.target_entropy),
-              cfg.log_std_min, cfg.log_std_max, cfg.bc_weight, clip[0], clip[1]]
-        flags = [int(update_actor), int(cfg.backup_entropy), int(cfg.target_clip is not None), int(cfg.q_normalize)]
-        (temp,) = temp_st
         with torch.no_grad():  # the operator updates parameters in place; its metrics carry no graph
+            feat, next_feat = a.encoder(obs).contiguous(), a.encoder(next_obs).contiguous()
             m = native_ops.sac_update(
                 feat, next_feat, action.contiguous(), reward.contiguous(), discount.contiguous(), next_noise, noise,
-                members, demo_mask.to(torch.bool).contiguous(),
-                critic_p, [st["exp_avg"] for st in critic_st], [st["exp_avg_sq"] for st in critic_st], target_p,
-                [st["step"] for st in critic_st],
-                actor_p, [st["exp_avg"] for st in actor_st], [st["exp_avg_sq"] for st in actor_st],
-                [st["step"] for st in actor_st],
-                log_alpha.detach(), temp["exp_avg"], temp["exp_avg_sq"], temp["step"], hp, flags)
+                members, demo_mask.to(torch.bool).contiguous(), *self._native_state(), self._native_hp,
+                [int(update_actor), *self._native_flags])
         out = {"critic_loss": m[0], "q_mean": m[1]}
         if update_actor:
             out.update(actor_loss=m[2], entropy=m[3], alpha=m[4])
         return out
+
+    def _native_state(self) -> tuple:
+        """Parameters, targets and Adam state as the operator takes them; rebuilt only when a module or an
+        optimizer's state (e.g. after loading a checkpoint) was replaced."""
+        a = self.agent
+        key = (self._params(), a.critic_opt.state, a.actor_opt.state, a.temp_opt.state)
+        if getattr(self, "_native_key", None) is None or any(x is not y for x, y in zip(key, self._native_key)):
+            enc_p, critic_p, target_p, actor_p = key[0]
+            cst, ast = _states(a.critic_opt, enc_p + critic_p), _states(a.actor_opt, actor_p)
+            (tst,) = _states(a.temp_opt, [a.log_alpha])
+            self._native_args = (
+                critic_p, [st["exp_avg"] for st in cst], [st["exp_avg_sq"] for st in cst], target_p,
+                [st["step"] for st in cst],
+                actor_p, [st["exp_avg"] for st in ast], [st["exp_avg_sq"] for st in ast], [st["step"] for st in ast],
+                a.log_alpha.detach(), tst["exp_avg"], tst["exp_avg_sq"], tst["step"])
+            self._native_key = key
+        return self._native_args
 
     # The stateful shell -----------------------------------------------------------------------------
     def _params(self) -> tuple[list, list, list, list]:
@@ -210,13 +221,14 @@ class FusedUpdate:
                  update_actor: bool) -> dict[str, torch.Tensor]:
         a = self.agent
         update_actor = bool(update_actor)
+        if self.native:
+            return self._native_update(obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
+                                       update_actor)
         enc_p, critic_p, target_p, actor_p = self._params()
         args = (enc_p, critic_p, target_p, actor_p, a.log_alpha,
                 _states(a.critic_opt, enc_p + critic_p), _states(a.actor_opt, actor_p),
                 _states(a.temp_opt, [a.log_alpha]),
                 obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask, update_actor)
-        if self.native:
-            return self._native_update(*args)
         step = self._steps[update_actor]
         if not self.compiled:
             return step(*args)
