@@ -2,7 +2,8 @@
 
 Configs run interleaved (round-robin, several rounds, medians reported) so that load changes on a
 shared machine hit all of them alike: the RLPD default (10 critics, batched), the same ensemble as a
-Python loop of modules, plain SAC (2 critics), optionally their ``torch.compile`` variants, and
+Python loop of modules, plain SAC (2 critics), optionally their compiled variants (the native C++
+update that ``compile: true`` runs for state observations, and the ``torch.compile`` graph), and
 Stable-Baselines3's SAC update at the same sizes when it is installed (extra ``bench``).
 FLOPs per update are counted by ``torch.utils.flop_counter`` on a real update, not estimated.
 """
@@ -23,7 +24,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--updates", type=int, default=20, help="updates per config per round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile variants (cold compile 40-90 s)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the compiled update (compile: true; the native C++ operators for state obs)")
+    parser.add_argument("--inductor", action="store_true",
+                        help="also time the torch.compile update (the fallback for image critics; cold compile 40-90 s)")
     parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3 even if installed")
 
 
@@ -146,9 +150,15 @@ def run(args) -> int:
         "sac_2_critics": (SACConfig(**base, num_critics=2, backup_entropy=True), False),
     }
     if args.compile:
-        # the whole update (losses, gradients, Adam, Polyak) as one graph: robolearn/rl/fused.py
+        # what compile: true runs for state observations: the whole update as one C++ operator
+        # (robolearn/rl/native_ops.py, csrc/); built once per machine (~20 s, cached), no per-run compile
         configs["rlpd_10_critics_compiled"] = (SACConfig(**base, num_critics=10, compile=True), False)
         configs["sac_2_critics_compiled"] = (SACConfig(**base, num_critics=2, backup_entropy=True, compile=True), False)
+    if args.inductor:
+        # the whole update as one torch.compile graph (robolearn/rl/fused.py), as image critics run it
+        configs["rlpd_10_critics_inductor"] = (SACConfig(**base, num_critics=10, compile=True, native_update=False), False)
+        configs["sac_2_critics_inductor"] = (SACConfig(**base, num_critics=2, backup_entropy=True, compile=True,
+                                                       native_update=False), False)
     runners, flops, notes = {}, {}, {}
     for name, (cfg, loop) in configs.items():
         _, step = _agent_runner(cfg, sd, ad, batch, loop)
@@ -159,8 +169,8 @@ def run(args) -> int:
         flops[name] = _flops(step) if not cfg.compile else None
         runners[name] = step
     for name in list(flops):
-        if flops[name] is None:  # compiled graphs hide ops from the counter; same math as eager
-            flops[name] = flops[name.replace("_compiled", "_batched") if "rlpd" in name else "sac_2_critics"]
+        if flops[name] is None:  # compiled updates hide ops from the counter: the eager update's FLOPs (same math)
+            flops[name] = flops["rlpd_10_critics_batched" if "rlpd" in name else "sac_2_critics"]
     if not args.no_sb3:
         try:
             _, step = _sb3_runner(sd, ad, b, h)
@@ -189,13 +199,14 @@ def run(args) -> int:
                          **(notes.get(name) or {})}
     ratios = {}
     if "sb3_sac_2_critics" in results:
-        for name in ("sac_2_critics", "sac_2_critics_compiled"):
+        for name in ("sac_2_critics", "sac_2_critics_compiled", "sac_2_critics_inductor"):
             if name in results:
                 ratios[f"{name}_vs_sb3"] = round(results[name]["updates_per_s"]
                                                  / results["sb3_sac_2_critics"]["updates_per_s"], 2)
-    if "rlpd_10_critics_compiled" in results:
-        ratios["compiled_vs_eager_10_critics"] = round(results["rlpd_10_critics_compiled"]["updates_per_s"]
-                                                       / results["rlpd_10_critics_batched"]["updates_per_s"], 2)
+    for variant in ("compiled", "inductor"):
+        if f"rlpd_10_critics_{variant}" in results:
+            ratios[f"{variant}_vs_eager_10_critics"] = round(results[f"rlpd_10_critics_{variant}"]["updates_per_s"]
+                                                             / results["rlpd_10_critics_batched"]["updates_per_s"], 2)
     ratios["batched_vs_loop_10_critics"] = round(results["rlpd_10_critics_batched"]["updates_per_s"]
                                                  / results["rlpd_10_critics_loop"]["updates_per_s"], 2)
     out = {"bench": "learner", "machine": machine_info(), "load_average": list(os.getloadavg()),
