@@ -300,6 +300,15 @@ std::tuple<at::Tensor, at::Tensor> ensemble_critic_step(const at::Tensor& x, con
                                                         at::TensorList exp_avg, at::TensorList exp_avg_sq,
                                                         at::TensorList target, const at::Tensor& step, double lr,
                                                         double beta1, double beta2, double eps, double tau) {
+  auto out = ensemble_critic_step_then_q_input_grad(x, y, params, exp_avg, exp_avg_sq, target, step, lr, beta1, beta2,
+                                                    eps, tau, nullptr, 0);
+  return {std::get<0>(out), std::get<1>(out)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_critic_step_then_q_input_grad(
+    const at::Tensor& x, const at::Tensor& y, at::TensorList params, at::TensorList exp_avg, at::TensorList exp_avg_sq,
+    at::TensorList target, const at::Tensor& step, double lr, double beta1, double beta2, double eps, double tau,
+    const at::Tensor* x_after, int64_t in_start) {
   const int64_t E = params[0].size(0);
   Net n = check_params(params, E);
   check_input(x, n, "ensemble input");
@@ -312,8 +321,15 @@ std::tuple<at::Tensor, at::Tensor> ensemble_critic_step(const at::Tensor& x, con
     for (const auto* t : {&exp_avg[i], &exp_avg_sq[i], &target[i]})
       TORCH_CHECK(t->sizes() == params[i].sizes() && t->is_contiguous() && t->scalar_type() == at::kFloat,
                   "optimizer state / target ", i, " must match its parameter");
+  if (x_after) {
+    check_input(*x_after, n, "ensemble input (after the step)");
+    TORCH_CHECK(x_after->size(0) == B && in_start >= 0 && in_start < n.in0, "bad input for the post-step pass");
+  }
   const double st = step.item<double>();  // already incremented for this step, as torch.optim.Adam does
   Optim opt{exp_avg, exp_avg_sq, target, adam_args(lr, beta1, beta2, eps, tau, st)};
+  const int64_t k = n.in0 - in_start;
+  at::Tensor q_after, dx_after;
+  if (x_after) q_after = at::empty({E, B}, x.options()), dx_after = at::empty({E, B, k}, x.options());
   auto q = at::empty({E, B}, x.options());
   auto sq = at::zeros({E}, x.options().dtype(at::kDouble));
   const float* xp = x.data_ptr<float>();
@@ -329,10 +345,17 @@ std::tuple<at::Tensor, at::Tensor> ensemble_critic_step(const at::Tensor& x, con
       ps.opt = &opt;
       ps.sq = sq.data_ptr<double>() + e;
       member_pass(n, params, e, xp, B, s, q.data_ptr<float>() + e * B, ps);
+      if (x_after) {  // the updated member right away, while its weights are still in this core's cache
+        Pass pa;
+        pa.unit_dq = true;
+        pa.dx = dx_after.data_ptr<float>() + e * B * k;
+        pa.in_start = in_start;
+        member_pass(n, params, e, x_after->data_ptr<float>(), B, s, q_after.data_ptr<float>() + e * B, pa);
+      }
     }
   });
   auto loss = (sq.sum() / (double)(E * B)).to(at::kFloat);
-  return {loss, q};
+  return {loss, q, q_after, dx_after};
 }
 
 }  // namespace robolearn

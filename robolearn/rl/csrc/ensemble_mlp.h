@@ -19,4 +19,11 @@ std::tuple<at::Tensor, at::Tensor> ensemble_critic_step(const at::Tensor& x, con
                                                         at::TensorList target, const at::Tensor& step, double lr,
                                                         double beta1, double beta2, double eps, double tau);
 
+// The critic step, then for each member as soon as it is updated, its Q and d Q / d x_after[:, in_start:]
+// at another input (the actor's actions): (loss, Q before, Q after at x_after, dQ/dx_after).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_critic_step_then_q_input_grad(
+    const at::Tensor& x, const at::Tensor& y, at::TensorList params, at::TensorList exp_avg, at::TensorList exp_avg_sq,
+    at::TensorList target, const at::Tensor& step, double lr, double beta1, double beta2, double eps, double tau,
+    const at::Tensor* x_after, int64_t in_start);
+
 }  // namespace robolearn

@@ -319,15 +319,21 @@ at::Tensor sac_update(const at::Tensor& feat, const at::Tensor& next_feat, const
       yp[b] = t;
     }
   }
-  // critic step (Adam + Polyak inside)
+  // the actor's sample at the current observations does not depend on the critic: draw it first, so each
+  // critic member is evaluated at it right after its own step (still in cache), as the reference evaluates
+  // the updated critic
+  at::Tensor x_pi;
+  if (update_actor) {
+    actor_forward(net, actor, fp(feat), B, as, {fp(noise), A, ls_min, ls_max, &cur_s, true});
+    x_pi = cat_rows(feat, cur_s.pi.data(), A);
+  }
   bump(critic_steps);
-  auto [c_loss, q] = ensemble_critic_step(cat_rows(feat, fp(action), A), y, critic, critic_m, critic_v, target,
-                                          critic_steps[0], hp[0], hp[1], hp[2], hp[3], tau);
+  auto [c_loss, q, q_pi, dq] = ensemble_critic_step_then_q_input_grad(
+      cat_rows(feat, fp(action), A), y, critic, critic_m, critic_v, target, critic_steps[0], hp[0], hp[1], hp[2],
+      hp[3], tau, update_actor ? &x_pi : nullptr, F);
   const float nan = std::nanf("");
   float a_loss = nan, entropy = nan, alpha_out = nan;
   if (update_actor) {
-    actor_forward(net, actor, fp(feat), B, as, {fp(noise), A, ls_min, ls_max, &cur_s, true});
-    auto [q_pi, dq] = ensemble_q_input_grad(cat_rows(feat, cur_s.pi.data(), A), critic, F);  // updated critic
     const int64_t E = q_pi.size(0);
     const float* qp = fp(q_pi);
     const float* jp = fp(dq);
