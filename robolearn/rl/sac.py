@@ -120,8 +120,9 @@ class SACAgent:
         self._target_list = list(self.target_critic.parameters())
         self._online_list = list(self.critic.parameters())
         self.num_updates = 0
-        # compile: the whole update (both losses, their gradients, Adam, Polyak) as one compiled graph;
-        # imported only then (torch.func / dynamo are heavy imports an eager or acting-only agent skips)
+        # compile: the whole update (both losses, their gradients, Adam, Polyak) as one C++ operator for state
+        # observations (native_ops.py) or one torch.compile graph (fused.py); imported only then (the
+        # extension build and torch.func / dynamo are heavy for an eager or acting-only agent)
         self._fused = None
         if cfg.compile:
             from robolearn.rl.fused import FusedUpdate
@@ -130,8 +131,8 @@ class SACAgent:
         self._fused_ok: set[bool] = set()  # schedules (update_actor flag) whose graph compiled
 
     def _call_fused(self, args):
-        """The first call per schedule compiles (~30-60 s). If the toolchain cannot (no C++ compiler, an
-        unsupported platform), say so and train with the eager update: same math, ~2x slower."""
+        """With torch.compile the first call per schedule compiles (~30-60 s). If that fails (no C++ compiler,
+        an unsupported platform), say so and train with the eager update: same math, ~2x slower."""
         flag = bool(args[-1])
         if flag in self._fused_ok:
             return self._fused(*args)
