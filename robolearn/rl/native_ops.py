@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import time
 import threading
 from pathlib import Path
 
@@ -40,9 +42,19 @@ def load() -> str | None:
 
                 # the headers' hash in the flags: PyTorch rebuilds when sources or flags change, not headers
                 digest = hashlib.sha1(b"".join(h.read_bytes() for h in sorted(_CSRC.glob("*.h")))).hexdigest()[:12]
-                cpp_extension.load(name="robolearn_rl_ops", sources=[str(s) for s in _SOURCES],
-                                   extra_cflags=[*_FLAGS, f"-DROBOLEARN_HEADERS={digest}"],
-                                   is_python_module=False, verbose=False)
+                path = os.environ.get("PATH", "")
+                # the `ninja` wheel (a dependency) installs next to this interpreter, maybe not on PATH
+                os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), path])
+                t0 = time.monotonic()
+                try:
+                    cpp_extension.load(name="robolearn_rl_ops", sources=[str(s) for s in _SOURCES],
+                                       extra_cflags=[*_FLAGS, f"-DROBOLEARN_HEADERS={digest}"],
+                                       is_python_module=False, verbose=False)
+                finally:
+                    os.environ["PATH"] = path
+                if time.monotonic() - t0 > 2.0:
+                    print(f"robolearn: built the learner's C++ operators in {time.monotonic() - t0:.0f} s "
+                          "(cached for later runs)", file=sys.stderr)
             _register_fakes()
             _state["error"] = None
         except Exception as exc:  # noqa: BLE001 - no compiler, no exported BLAS, unsupported platform
