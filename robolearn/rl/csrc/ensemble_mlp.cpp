@@ -325,13 +325,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_critic_step_
     check_input(*x_after, n, "ensemble input (after the step)");
     TORCH_CHECK(x_after->size(0) == B && in_start >= 0 && in_start < n.in0, "bad input for the post-step pass");
   }
-  const double st = step.item<double>();  // already incremented for this step, as torch.optim.Adam does
+  TORCH_CHECK(step.numel() == 1 && step.scalar_type() == at::kFloat, "the Adam step counter must be a float32 scalar");
+  const double st = *step.data_ptr<float>();  // already incremented for this step, as torch.optim.Adam does
   Optim opt{exp_avg, exp_avg_sq, target, adam_args(lr, beta1, beta2, eps, tau, st)};
   const int64_t k = n.in0 - in_start;
   at::Tensor q_after, dx_after;
   if (x_after) q_after = at::empty({E, B}, x.options()), dx_after = at::empty({E, B, k}, x.options());
   auto q = at::empty({E, B}, x.options());
-  auto sq = at::zeros({E}, x.options().dtype(at::kDouble));
+  std::vector<double> sq(E, 0.0);
   const float* xp = x.data_ptr<float>();
   const float* yp = y.data_ptr<float>();
   const float scale = 2.0f / (float)(E * B);
@@ -343,7 +344,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_critic_step_
       ps.y = yp;
       ps.scale = scale;
       ps.opt = &opt;
-      ps.sq = sq.data_ptr<double>() + e;
+      ps.sq = sq.data() + e;
       member_pass(n, params, e, xp, B, s, q.data_ptr<float>() + e * B, ps);
       if (x_after) {  // the updated member right away, while its weights are still in this core's cache
         Pass pa;
@@ -354,7 +355,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_critic_step_
       }
     }
   });
-  auto loss = (sq.sum() / (double)(E * B)).to(at::kFloat);
+  double sq_sum = 0.0;
+  for (double v : sq) sq_sum += v;
+  auto loss = at::empty({}, x.options());
+  *loss.data_ptr<float>() = (float)(sq_sum / (double)(E * B));
   return {loss, q, q_after, dx_after};
 }
 

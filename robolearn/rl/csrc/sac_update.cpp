@@ -258,9 +258,18 @@ void check_1d(const at::Tensor& t, int64_t rows, const char* what) {
               " must be a contiguous float32 (", rows, ",) tensor, got ", t.sizes());
 }
 
-void bump(at::TensorList steps) {
-  for (const auto& s : steps) s.add_(1.0);
+// torch.optim.Adam's per-parameter step counters (float32 scalars): += 1, returns the new count.
+double bump(at::TensorList steps) {
+  double count = 0.0;
+  for (const auto& s : steps) {
+    TORCH_CHECK(s.numel() == 1 && s.scalar_type() == at::kFloat && s.device().is_cpu(),
+                "Adam step counters must be float32 CPU scalars");
+    count = (*s.data_ptr<float>() += 1.0f);
+  }
+  return count;
 }
+
+inline float scalar(const at::Tensor& t) { return *t.data_ptr<float>(); }
 
 }  // namespace
 
@@ -295,7 +304,10 @@ at::Tensor sac_update(const at::Tensor& feat, const at::Tensor& next_feat, const
   const bool update_actor = flags[0], backup_entropy = flags[1], clip = flags[2], q_normalize = flags[3];
   const float tau = (float)hp[12], target_entropy = (float)hp[13], ls_min = (float)hp[14], ls_max = (float)hp[15];
   const float bc_weight = (float)hp[16];
-  const float alpha = std::exp(log_alpha.item<float>());
+  TORCH_CHECK(log_alpha.numel() == 1 && log_alpha.scalar_type() == at::kFloat && temp_step.numel() == 1 &&
+                  temp_step.scalar_type() == at::kFloat,
+              "log_alpha and its step counter must be float32 scalars");
+  const float alpha = std::exp(scalar(log_alpha));
 
   thread_local ActorScratch as;
   thread_local Sample next_s, cur_s;
@@ -376,21 +388,23 @@ at::Tensor sac_update(const at::Tensor& feat, const at::Tensor& next_feat, const
     }
     a_loss = (float)(loss / B);
     if (bc_weight > 0) a_loss += bc_weight * (float)(bc / demo_div);
-    bump(actor_steps);
-    const double ast = actor_steps[0].item<double>();
+    const double ast = bump(actor_steps);
     actor_backward_step(net, actor, actor_m, actor_v, fp(feat), B, as,
                         adam_args(hp[4], hp[5], hp[6], hp[7], 0.0, ast));
     // temperature: d/d log_alpha of exp(log_alpha) * (entropy - target)
     entropy = (float)(-logp_sum / B);
     float g_temp = alpha * (entropy - target_entropy);
-    temp_step.add_(1.0);
+    const double tst = (*fm(temp_step) += 1.0f);
     adam_slice(fm(log_alpha), fm(temp_m), fm(temp_v), nullptr, &g_temp, 1,
-               adam_args(hp[8], hp[9], hp[10], hp[11], 0.0, temp_step.item<double>()));
-    alpha_out = std::exp(log_alpha.item<float>());
+               adam_args(hp[8], hp[9], hp[10], hp[11], 0.0, tst));
+    alpha_out = std::exp(scalar(log_alpha));
   }
   auto out = at::empty({5}, feat.options());
   float* o = fm(out);
-  o[0] = c_loss.item<float>(), o[1] = q.mean().item<float>(), o[2] = a_loss, o[3] = entropy, o[4] = alpha_out;
+  double q_sum = 0.0;
+  const float* qp = fp(q);
+  for (int64_t i = 0; i < q.numel(); ++i) q_sum += qp[i];
+  o[0] = scalar(c_loss), o[1] = (float)(q_sum / q.numel()), o[2] = a_loss, o[3] = entropy, o[4] = alpha_out;
   return out;
 }
 
