@@ -45,7 +45,7 @@ class SACConfig:
     target_clip: tuple[float, float] | None = None  # bounds of the TD target, e.g. [0, 1] for a 0/1 success reward
     q_normalize: bool = False             # actor's Q term / mean|Q| (TD3+BC), for use with bc_weight
     normalize_state: bool = False         # standardize states with the demos' statistics (when there are demos)
-    compile: bool = False                 # the whole update as one torch.compile graph (robolearn/rl/fused.py)
+    compile: bool = False                 # the compiled update: C++ operators for state obs, else torch.compile
     native_update: bool = True            # with compile: the update as C++ operators where supported (rl/native_ops.py)
     fused_adam: bool = True
 

@@ -306,7 +306,8 @@ class OnlineTrainer:
                     done = term or trunc
                     obs = next_obs
                     if self.env_step >= tc.warmup_steps:
-                        if not announced and self.cfg.agent.compile and progress:
+                        fused = getattr(self.agent, "_fused", None)
+                        if not announced and fused is not None and not fused.native and progress:
                             bar.write("compiling the learner update (once per process, ~30-60 s)...")
                         announced = True
                         metrics = self._update()
