@@ -194,8 +194,8 @@ def run(args) -> int:
         ups = median(rs)
         gflop = flops[name] / 1e9
         results[name] = {"updates_per_s": round(ups, 2), "updates_per_s_rounds": [round(r, 2) for r in rs],
-                         "gflop_per_update": round(gflop, 4), "achieved_gflops": round(ups * gflop, 2),
-                         "fraction_of_matmul_peak": round(ups * gflop / peak, 3),
+                         "gflop_per_update": float(f"{gflop:.6g}"), "achieved_gflops": float(f"{ups * gflop:.5g}"),
+                         "fraction_of_matmul_peak": float(f"{ups * gflop / peak:.4g}"),
                          **(notes.get(name) or {})}
     ratios = {}
     if "sb3_sac_2_critics" in results:
