@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import sys
 import time
 import threading
@@ -47,7 +48,7 @@ def load() -> str | None:
                 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), path])
                 t0 = time.monotonic()
                 try:
-                    cpp_extension.load(name="robolearn_rl_ops", sources=[str(s) for s in _SOURCES],
+                    cpp_extension.load(name=f"robolearn_rl_ops_{_cpu_tag()}", sources=[str(s) for s in _SOURCES],
                                        extra_cflags=[*_FLAGS, f"-DROBOLEARN_HEADERS={digest}"],
                                        is_python_module=False, verbose=False)
                 finally:
@@ -60,6 +61,18 @@ def load() -> str | None:
         except Exception as exc:  # noqa: BLE001 - no compiler, no exported BLAS, unsupported platform
             _state["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
         return _state["error"]  # type: ignore[return-value]
+
+
+def _cpu_tag() -> str:
+    """The build uses -march=native: one cached build per CPU instruction set, so a home directory shared
+    by different machines never loads a library built for another CPU."""
+    flags = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags += next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags += platform.processor()
+    return hashlib.sha1(flags.encode()).hexdigest()[:8]
 
 
 def _register_fakes() -> None:
