@@ -175,15 +175,17 @@ class FusedUpdate:
         return {"actor_loss": a_loss.detach(), "entropy": entropy, "alpha": log_alpha.detach().exp()}
 
     def _native_update(self, obs, action, reward, discount, next_obs, next_noise, members, noise, demo_mask,
-                       update_actor: bool) -> dict[str, torch.Tensor]:
+                       update_actor: bool) -> dict[str, float]:
         """The same update as ``_functional_step``, as one operator (csrc/sac_update.cpp)."""
         a = self.agent
         with torch.no_grad():  # the operator updates parameters in place; its metrics carry no graph
-            feat, next_feat = a.encoder(obs).contiguous(), a.encoder(next_obs).contiguous()
+            encode = a.encoder.forward  # no hooks on this path; skips nn.Module's call machinery
+            feat, next_feat = encode(obs).contiguous(), encode(next_obs).contiguous()
             m = native_ops.sac_update(
                 feat, next_feat, action.contiguous(), reward.contiguous(), discount.contiguous(), next_noise, noise,
                 members, demo_mask.to(torch.bool).contiguous(), *self._native_state(), self._native_hp,
                 [int(update_actor), *self._native_flags])
+        m = m.tolist()  # one conversion for all five metrics
         out = {"critic_loss": m[0], "q_mean": m[1]}
         if update_actor:
             out.update(actor_loss=m[2], entropy=m[3], alpha=m[4])
