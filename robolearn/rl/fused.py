@@ -101,13 +101,13 @@ class FusedUpdate:
             return self._functional_step(*args[:-1], update_actor=True)
 
         self._steps = {False: critic_step, True: critic_actor_step}
-        if compile:
+        if compile and not self.native:
             # dynamo keeps its graph cache on the code object, which every instance's closures share: give
             # each instance its own code objects so another agent's graphs never land in this one's cache
             FusedUpdate._instances += 1
             self._steps = {k: torch.compile(_own_code(f, FusedUpdate._instances), dynamic=False, options=options)
                            for k, f in self._steps.items()}
-        self.compiled = compile
+        self.compiled = compile and not self.native
         self._layouts: dict[bool, tuple] = {}  # schedule (update_actor) -> batch layout it was compiled for
 
     _instances = 0

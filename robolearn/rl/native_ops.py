@@ -5,7 +5,7 @@ Why: batched over (E, B, H) tensors, every element-wise pass of the critic (Laye
 backward, Adam, Polyak) streams the whole ensemble's activations through memory, and two threads share
 each small GEMM. The operators keep one member's activations in its core's L2 cache from forward
 through backward to the optimizer step, and run its GEMMs single-threaded; the update operator adds
-the small actor network and the losses without any per-call tracing (``robolearn/rl/fused.py`` calls it).
+the small actor network and the losses without any tracing (``robolearn/rl/fused.py`` calls it directly).
 
 The extension is compiled on first use (~20 s, cached by PyTorch under ``TORCH_EXTENSIONS_DIR``) and
 links the BLAS that PyTorch's x86 Linux wheels export; where that is not possible, ``load()`` returns
@@ -56,7 +56,6 @@ def load() -> str | None:
                 if time.monotonic() - t0 > 2.0:
                     print(f"robolearn: built the learner's C++ operators in {time.monotonic() - t0:.0f} s "
                           "(cached for later runs)", file=sys.stderr)
-            _register_fakes()
             _state["error"] = None
         except Exception as exc:  # noqa: BLE001 - no compiler, no exported BLAS, unsupported platform
             _state["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
@@ -73,32 +72,6 @@ def _cpu_tag() -> str:
     except OSError:
         flags += platform.processor()
     return hashlib.sha1(flags.encode()).hexdigest()[:8]
-
-
-def _register_fakes() -> None:
-    """Shapes for torch.compile's tracing (the ops are opaque to inductor)."""
-    if _state.get("fakes"):
-        return
-    lib = "robolearn_rl"
-
-    @torch.library.register_fake(f"{lib}::forward")
-    def _forward(x, params, members):
-        return x.new_empty((members.shape[0], x.shape[0]))
-
-    @torch.library.register_fake(f"{lib}::q_input_grad")
-    def _q_input_grad(x, params, in_start):
-        e = params[0].shape[0]
-        return x.new_empty((e, x.shape[0])), x.new_empty((e, x.shape[0], x.shape[1] - in_start))
-
-    @torch.library.register_fake(f"{lib}::critic_step")
-    def _critic_step(x, y, params, exp_avg, exp_avg_sq, target, step, lr, beta1, beta2, eps, tau):
-        return x.new_empty(()), x.new_empty((params[0].shape[0], x.shape[0]))
-
-    @torch.library.register_fake(f"{lib}::sac_update")
-    def _sac_update(feat, *rest):
-        return feat.new_empty((5,))
-
-    _state["fakes"] = True
 
 
 def supported(agent) -> str | None:

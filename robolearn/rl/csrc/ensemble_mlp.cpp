@@ -104,6 +104,12 @@ struct Pass {
   float* dx = nullptr;
   int64_t in_start = 0;
   double* sq = nullptr;      // sum of squared TD errors
+
+  static Pass input_grad(float* dx, int64_t in_start) {  // Q and d Q / d x[:, in_start:], no weight gradients
+    Pass p;
+    p.unit_dq = true, p.dx = dx, p.in_start = in_start;
+    return p;
+  }
 };
 
 // One member: forward; with a Pass that has a dQ, backward (and the optimizer step).
@@ -127,21 +133,7 @@ void member_pass(const Net& n, const at::TensorList& p, int64_t e, const float* 
     gemm(false, false, B, H, in, inp, in, W, H, 0.0f, h, H);  // + bias in the LayerNorm's first pass
     if (!last) {
       float* r = s.relu[l].data();
-      float* rs = s.rstd[l].data();
-      for (int64_t b = 0; b < B; ++b) {
-        float* row = h + b * H;
-        float* rrow = r + b * H;
-        float mean, rstd;
-        row_stats(row, bias, H, mean, rstd);
-        rs[b] = rstd;
-#pragma omp simd
-        for (int64_t j = 0; j < H; ++j) {
-          const float xh = (row[j] - mean) * rstd;
-          row[j] = xh;
-          const float v = xh * g[j] + be[j];
-          rrow[j] = v > 0.f ? v : 0.f;
-        }
-      }
+      ln_relu_forward_rows(h, r, s.rstd[l].data(), bias, g, be, B, H);
       inp = r;
       in = H;
       continue;
@@ -283,13 +275,9 @@ std::tuple<at::Tensor, at::Tensor> ensemble_q_input_grad(const at::Tensor& x, at
   at::parallel_for(0, E, 1, [&](int64_t lo, int64_t hi) {
     Scratch& s = scratch();
     s.ensure(n, B);
-    for (int64_t e = lo; e < hi; ++e) {
-      Pass ps;
-      ps.unit_dq = true;
-      ps.dx = dx.data_ptr<float>() + e * B * k;
-      ps.in_start = in_start;
-      member_pass(n, params, e, xp, B, s, q.data_ptr<float>() + e * B, ps);
-    }
+    for (int64_t e = lo; e < hi; ++e)
+      member_pass(n, params, e, xp, B, s, q.data_ptr<float>() + e * B,
+                  Pass::input_grad(dx.data_ptr<float>() + e * B * k, in_start));
   });
   return {q, dx};
 }
@@ -346,13 +334,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_critic_step_
       ps.opt = &opt;
       ps.sq = sq.data() + e;
       member_pass(n, params, e, xp, B, s, q.data_ptr<float>() + e * B, ps);
-      if (x_after) {  // the updated member right away, while its weights are still in this core's cache
-        Pass pa;
-        pa.unit_dq = true;
-        pa.dx = dx_after.data_ptr<float>() + e * B * k;
-        pa.in_start = in_start;
-        member_pass(n, params, e, x_after->data_ptr<float>(), B, s, q_after.data_ptr<float>() + e * B, pa);
-      }
+      if (x_after)  // the updated member right away, while its weights are still in this core's cache
+        member_pass(n, params, e, x_after->data_ptr<float>(), B, s, q_after.data_ptr<float>() + e * B,
+                    Pass::input_grad(dx_after.data_ptr<float>() + e * B * k, in_start));
     }
   });
   double sq_sum = 0.0;

@@ -41,6 +41,26 @@ inline void row_stats(float* __restrict h, const float* __restrict bias, int64_t
   rstd = 1.0f / std::sqrt(var / H + kLnEps);
 }
 
+// Bias + LayerNorm + affine + ReLU forward of `rows` rows of pre-activations `h` (overwritten with the
+// normalized values, which the backward needs), ReLU output in `r`, 1 / std per row in `rstd`.
+inline void ln_relu_forward_rows(float* h, float* r, float* rstd_out, const float* bias, const float* g,
+                                 const float* be, int64_t rows, int64_t H) {
+  for (int64_t b = 0; b < rows; ++b) {
+    float* row = h + b * H;
+    float* rrow = r + b * H;
+    float mean, rstd;
+    row_stats(row, bias, H, mean, rstd);
+    rstd_out[b] = rstd;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      const float xh = (row[j] - mean) * rstd;
+      row[j] = xh;
+      const float v = xh * g[j] + be[j];
+      rrow[j] = v > 0.f ? v : 0.f;
+    }
+  }
+}
+
 // LayerNorm + ReLU backward of one row, given d relu-output in `dh` (overwritten with d pre-LN).
 // With `dg`/`dbe`/`db`, accumulates the affine and bias gradients.
 inline void ln_relu_backward_row(float* dh, const float* xh, const float* r, const float* g, float rstd, int64_t H,

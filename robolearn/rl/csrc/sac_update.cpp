@@ -142,20 +142,7 @@ void actor_forward(const Mlp& n, at::TensorList p, const float* x, int64_t B, Ac
       const float* g = fp(p[4 * l + 2]);
       const float* be = fp(p[4 * l + 3]);
       gemm(false, true, rows, H, in, inp, in, fp(p[4 * l]), in, 0.0f, h, H);
-      for (int64_t b = 0; b < rows; ++b) {
-        float* row = h + b * H;
-        float* rrow = r + b * H;
-        float mean, rstd;
-        row_stats(row, bias, H, mean, rstd);
-        s.rstd[l][lo + b] = rstd;
-#pragma omp simd
-        for (int64_t j = 0; j < H; ++j) {
-          const float xh = (row[j] - mean) * rstd;
-          row[j] = xh;
-          const float v = xh * g[j] + be[j];
-          rrow[j] = v > 0.f ? v : 0.f;
-        }
-      }
+      ln_relu_forward_rows(h, r, s.rstd[l].data() + lo, bias, g, be, rows, H);
       inp = r;
       in = H;
     }
