@@ -14,7 +14,8 @@ class DemoBuffer(ReplayBuffer):
     @classmethod
     def from_store(cls, root: str | Path, spec: ObsSpec | None = None, action_dim: int | None = None,
                    extra_capacity: int = 10_000, seed: int = 0, only_successful: bool = False,
-                   reward_bias: float = 0.0) -> "DemoBuffer":
+                   reward_bias: float = 0.0, extra_fields: dict[str, tuple[int, ...]] | None = None,
+                   mc_discount: float = 0.99) -> "DemoBuffer":
         """Load every episode of the store at ``root`` (corrupt files are skipped by the store, with a warning)."""
         from robolearn.data.episode_store import EpisodeStore
 
@@ -38,7 +39,7 @@ class DemoBuffer(ReplayBuffer):
         if action_dim is not None and adim != action_dim:
             raise ValueError(f"demos in {root} have action dim {adim}, env has {action_dim}")
         capacity = sum(ep.length + 1 for ep in episodes) + int(extra_capacity)
-        buf = cls(capacity, spec, adim, seed=seed)
+        buf = cls(capacity, spec, adim, seed=seed, extra_fields=extra_fields, mc_discount=mc_discount)
         for ep in episodes:
             buf.add_episode(ep, reward_bias)
         buf.num_demo_episodes = len(episodes)

@@ -5,12 +5,16 @@ slots; slot i holds o_i and, when a transition leaves it, a_i, r_i, terminated_i
 The next observation of slot i is simply slot i+1 (same episode id), so images are never duplicated.
 Overwriting (wrap-around) changes a slot's episode id, which invalidates every chain that would cross
 it: a sample never mixes two episodes or old and new data.
+
+Named extra fields (``extra_fields={"base_action": (A,), "intervened": ()}``) are stored per transition
+like the action, so an algorithm can keep whatever it needs (a base policy's action, an intervention
+flag); batches carry ``name`` at the sampled slot and ``next_name`` at the bootstrap slot (zeros where
+nothing was recorded there, e.g. after the last transition). The field ``mc_return`` is special: the
+buffer fills it with the discounted Monte-Carlo return-to-go when an episode ends (Cal-QL's floor).
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,10 +45,27 @@ class ObsSpec:
         return cls(int(np.asarray(obs["state"]).shape[0]), images)
 
 
+MC_RETURN = "mc_return"
+
+
+def discounted_returns(rewards: np.ndarray, discount: float) -> np.ndarray:
+    """Return-to-go G_t = sum_k discount^k r_{t+k} of one finished episode (no bootstrap after its end)."""
+    out = np.zeros(len(rewards), np.float32)
+    acc = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = float(rewards[t]) + discount * acc
+        out[t] = acc
+    return out
+
+
 class ReplayBuffer:
-    def __init__(self, capacity: int, spec: ObsSpec, action_dim: int, seed: int = 0):
+    def __init__(self, capacity: int, spec: ObsSpec, action_dim: int, seed: int = 0,
+                 extra_fields: dict[str, tuple[int, ...]] | None = None, mc_discount: float = 0.99):
         if capacity < 2:
             raise ValueError(f"replay capacity must be >= 2, got {capacity}")
+        for name in extra_fields or {}:
+            if name in ("obs", "action", "reward", "discount", "next_obs", "is_demo") or name.startswith("next_"):
+                raise ValueError(f"extra field name {name!r} is reserved")
         self.capacity, self.spec, self.action_dim = int(capacity), spec, int(action_dim)
         self.state = np.zeros((capacity, spec.state_dim), np.float32)
         self.images = {cam: np.zeros((capacity, *shape), np.uint8) for cam, shape in spec.images.items()}
@@ -59,6 +80,10 @@ class ReplayBuffer:
         self.num_transitions = 0  # transitions currently stored
         self._cur = -1          # slot of the current episode's latest observation (-1: no episode open)
         self.rng = np.random.default_rng(seed)
+        self.extra_fields = {k: tuple(int(d) for d in v) for k, v in (extra_fields or {}).items()}
+        self.extras = {k: np.zeros((capacity, *shape), np.float32) for k, shape in self.extra_fields.items()}
+        self.mc_discount = float(mc_discount)
+        self._ep_slots: list[int] = []  # slots of the open episode's transitions (for mc_return)
 
     # Writing ------------------------------------------------------------------------------------
     def _check_obs(self, obs: dict) -> None:
@@ -85,6 +110,8 @@ class ReplayBuffer:
         self.has_next[i] = False
         self.terminated[i] = False
         self.reward[i] = 0.0
+        for arr in self.extras.values():
+            arr[i] = 0.0
         self.episode[i] = self.num_episodes
         # The slot before an overwritten one may still claim it as its next obs; the episode id check
         # in sampling rejects that, so nothing more to do here.
@@ -95,10 +122,14 @@ class ReplayBuffer:
     def start_episode(self, obs: dict) -> None:
         if self._cur >= 0:
             self.num_episodes += 1  # previous episode was left open (e.g. discarded): close it
+        self._ep_slots = []
         self._cur = self._write_obs(obs)
 
-    def add(self, action, reward: float, next_obs: dict, terminated: bool, truncated: bool) -> None:
-        """Record the transition from the current observation; ends the episode when done."""
+    def add(self, action, reward: float, next_obs: dict, terminated: bool, truncated: bool,
+            extras: dict[str, np.ndarray] | None = None) -> None:
+        """Record the transition from the current observation; ends the episode when done.
+
+        ``extras`` holds values of the declared extra fields for this transition (missing ones stay 0)."""
         if self._cur < 0:
             raise RuntimeError("add() before start_episode(obs)")
         action = np.asarray(action, np.float32)
@@ -106,20 +137,37 @@ class ReplayBuffer:
             raise ValueError(f"action has shape {action.shape}, buffer expects ({self.action_dim},)")
         if not np.all(np.isfinite(action)) or not np.isfinite(reward):
             raise ValueError("non-finite action or reward")
+        checked = {}
+        for name, value in (extras or {}).items():
+            if name not in self.extras:
+                raise KeyError(f"extra field {name!r} was not declared (buffer has {sorted(self.extras)})")
+            v = np.asarray(value, np.float32)
+            if v.shape != self.extra_fields[name] or not np.all(np.isfinite(v)):
+                raise ValueError(f"extra field {name!r}: shape {v.shape} (expected {self.extra_fields[name]}) "
+                                 "or non-finite values")
+            checked[name] = v
         i = self._cur
         self.action[i] = action
+        for name, v in checked.items():
+            self.extras[name][i] = v
         self.reward[i] = reward
         self.terminated[i] = bool(terminated)
         nxt = self._write_obs(next_obs)
         self.has_next[i] = True
         self.num_transitions += 1
         self._cur = nxt
+        self._ep_slots.append(i)
         if terminated or truncated:
+            if MC_RETURN in self.extras:
+                slots = np.asarray(self._ep_slots)
+                self.extras[MC_RETURN][slots] = discounted_returns(self.reward[slots], self.mc_discount)
             self.num_episodes += 1
             self._cur = -1
+            self._ep_slots = []
 
-    def add_episode(self, ep, reward_bias: float = 0.0) -> None:
-        """Append a whole recorded ``Episode`` (from the episode store), ``reward_bias`` added to each reward."""
+    def add_episode(self, ep, reward_bias: float = 0.0, extras: dict[str, np.ndarray] | None = None) -> None:
+        """Append a whole recorded ``Episode`` (from the episode store), ``reward_bias`` added to each reward;
+        ``extras`` maps field -> (T, ...) values per transition."""
         t = ep.length
         if t == 0:
             return
@@ -132,7 +180,8 @@ class ReplayBuffer:
         for k in range(t):
             last = k == t - 1
             self.add(ep.action[k], float(ep.reward[k]) + reward_bias, obs_at(k + 1), bool(ep.terminated[k]),
-                     bool(ep.truncated[k]) or (last and not bool(ep.terminated[k])))
+                     bool(ep.truncated[k]) or (last and not bool(ep.terminated[k])),
+                     {name: v[k] for name, v in (extras or {}).items()})
 
     def __len__(self) -> int:
         return self.num_transitions
@@ -175,13 +224,49 @@ class ReplayBuffer:
             boot = np.where(ok, (s + 1) % cap, boot)
             alive = ok & ~self.terminated[s]
         disc = np.where(term, 0.0, disc).astype(np.float32)
-        return {
+        out = {
             "obs": self._obs(idx),
             "action": torch.from_numpy(self.action[idx]),
             "reward": torch.from_numpy(ret),
             "discount": torch.from_numpy(disc),
             "next_obs": self._obs(boot),
         }
+        for name, arr in self.extras.items():
+            out[name] = torch.from_numpy(arr[idx])
+            out[f"next_{name}"] = torch.from_numpy(arr[boot])
+        return out
+
+    def chunk_windows(self, idx: np.ndarray, n_obs_steps: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """Slots of the action-chunk windows at transitions ``idx`` with BC's padding (data/windows.py):
+        (len, n_obs) observation slots and (len, horizon) action slots, clamped to each episode."""
+        from robolearn.data.windows import window_offsets
+
+        o_off, a_off = window_offsets(n_obs_steps, horizon)
+        idx = np.asarray(idx)
+
+        def walk(offsets: np.ndarray) -> np.ndarray:
+            out = np.empty((len(idx), len(offsets)), np.int64)
+            ep = self.episode[idx]
+            for col, off in enumerate(offsets):
+                pos, step = idx.copy(), int(np.sign(off))
+                for _ in range(abs(int(off))):  # move one transition at a time; stop at the episode's edge
+                    nxt = (pos + step) % self.capacity
+                    # same episode id (overwritten or unwritten slots differ) and a transition, not the last obs
+                    ok = (self.episode[nxt] == ep) & self.has_next[nxt]
+                    pos = np.where(ok, nxt, pos)
+                out[:, col] = pos
+            return out
+
+        return walk(o_off), walk(a_off)
+
+    def sample_chunks(self, batch_size: int, n_obs_steps: int, horizon: int) -> dict:
+        """BC-style windows: obs history (B, n_obs, ...) and action chunks (B, horizon, A)."""
+        idx = self.sample_indices(batch_size)
+        o, a = self.chunk_windows(idx, n_obs_steps, horizon)
+        obs = {"state": torch.from_numpy(self.state[o])}
+        if self.images:
+            obs["images"] = {cam: torch.from_numpy(arr[o]) for cam, arr in self.images.items()}
+        return {**obs, "action": torch.from_numpy(self.action[a])}
 
     def _obs(self, idx: np.ndarray) -> dict:
         out = {"state": torch.from_numpy(self.state[idx])}
@@ -205,18 +290,17 @@ class ReplayBuffer:
         n = self.size  # slots 0..size-1 are the filled ones (writing starts at 0 and wraps only when full)
         arrays = {k: getattr(self, k)[:n] for k in self._ARRAYS}
         arrays.update({f"images.{cam}": arr[:n] for cam, arr in self.images.items()})
+        arrays.update({f"extras.{name}": arr[:n] for name, arr in self.extras.items()})
+        meta["extra_fields"] = {k: list(v) for k, v in self.extra_fields.items()}
+        meta["ep_slots"] = [int(x) for x in self._ep_slots]
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        import io
+
+        from robolearn.data.fsutil import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
 
     def load(self, path: str | Path) -> None:
         path = Path(path)
@@ -241,8 +325,16 @@ class ReplayBuffer:
                 getattr(self, k)[:n] = data[k][:n]
             for cam in self.images:
                 self.images[cam][:n] = data[f"images.{cam}"][:n]
+            saved_fields = meta.get("extra_fields", {})
+            for name, arr in self.extras.items():
+                arr[n:] = 0.0
+                if name in saved_fields:
+                    arr[:n] = data[f"extras.{name}"][:n]
+                else:
+                    arr[:n] = 0.0  # a field added since the checkpoint: unknown, 0 like unrecorded values
         except (ValueError, KeyError) as exc:
             raise ValueError(f"corrupt replay buffer file {path}: {exc}") from exc
         self.ptr, self.size, self.num_episodes = meta["ptr"], meta["size"], meta["num_episodes"]
         self.num_transitions, self._cur = meta["num_transitions"], meta["cur"]
+        self._ep_slots = list(meta.get("ep_slots", []))
         self.rng.bit_generator.state = meta["rng"]

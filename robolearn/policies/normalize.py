@@ -1,7 +1,9 @@
-"""Min-max normalization to [-1, 1], with the statistics kept as buffers so they travel with a checkpoint.
+"""One normaliser for every policy: an affine map to about [-1, 1] whose statistics are buffers, so they
+travel with a checkpoint.
 
 Diffusion and consistency policies clip samples to [-1, 1]; min-max (not mean/std) makes that box
-exactly the range seen in the data.
+exactly the range seen in the data. RL features prefer mean/std (``set_meanstd``); that is the same map
+with min = mean - std and max = mean + std, so BC and RL checkpoints share one layout.
 """
 from __future__ import annotations
 
@@ -52,6 +54,17 @@ class Normalizer(nn.Module):
             raise ValueError(f"normalization stats have shape {lo.shape}, expected ({self.dim},)")
         self.min.copy_(torch.from_numpy(lo))
         self.max.copy_(torch.from_numpy(hi))
+
+    def set_meanstd(self, mean, std, min_std: float = 1e-2) -> None:
+        """Standardize: (x - mean) / std, std floored so constant dimensions do not explode."""
+        mean = np.asarray(mean, dtype=np.float32)
+        std = np.maximum(np.asarray(std, dtype=np.float32), min_std)
+        if mean.shape != (self.dim,) or std.shape != (self.dim,):
+            raise ValueError(f"mean/std have shapes {mean.shape}/{std.shape}, expected ({self.dim},)")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+            raise ValueError("normalization statistics contain NaN or inf")
+        self.min.copy_(torch.from_numpy(mean - std))
+        self.max.copy_(torch.from_numpy(mean + std))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.dim:

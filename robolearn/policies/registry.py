@@ -9,6 +9,8 @@ _POLICIES: dict[str, tuple[str, str]] = {
                   "robolearn.policies.diffusion.modeling:DiffusionPolicy"),
     "consistency": ("robolearn.policies.consistency.configuration:ConsistencyConfig",
                     "robolearn.policies.consistency.modeling:ConsistencyPolicy"),
+    "gaussian": ("robolearn.policies.gaussian.configuration:GaussianConfig",
+                 "robolearn.policies.gaussian.modeling:GaussianPolicy"),
 }
 
 

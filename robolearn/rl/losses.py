@@ -5,10 +5,9 @@ bootstrap factor gamma^n * (1 - terminated) that the replay buffer computes for 
 """
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
+
+from robolearn.policies.gaussian.modeling import tanh_gaussian_sample  # noqa: F401  (re-exported: the actor's math)
 
 
 def subset_min(q: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
@@ -69,20 +68,6 @@ def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_ent
     """alpha * (entropy - target): raises alpha when the policy entropy falls below the target."""
     entropy = -log_prob.detach().mean()
     return log_alpha.exp() * (entropy - target_entropy)
-
-
-def tanh_gaussian_sample(
-    mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reparameterised tanh-squashed Gaussian sample and its log-probability (summed over action dims).
-
-    log|d tanh(u)/du| = 2 (log 2 - u - softplus(-2u)) is the numerically stable form.
-    """
-    std = log_std.exp()
-    u = mean + std * noise
-    log_prob_u = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-    log_det = (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
-    return torch.tanh(u), log_prob_u - log_det
 
 
 def polyak_(target: list[torch.Tensor], source: list[torch.Tensor], tau: float) -> None:

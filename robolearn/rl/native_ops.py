@@ -1,15 +1,14 @@
-"""The learner's hot path as C++ operators (``csrc/``): the LayerNorm-MLP critic ensemble, one member per
-thread, and the whole SAC / RLPD update for state features built on it.
+"""The shared critic's step as C++ operators (``csrc/``): the LayerNorm-MLP ensemble, one member per thread.
 
 Why: batched over (E, B, H) tensors, every element-wise pass of the critic (LayerNorm, ReLU, their
 backward, Adam, Polyak) streams the whole ensemble's activations through memory, and two threads share
 each small GEMM. The operators keep one member's activations in its core's L2 cache from forward
-through backward to the optimizer step, and run its GEMMs single-threaded; the update operator adds
-the small actor network and the losses without any tracing (``robolearn/rl/fused.py`` calls it directly).
+through backward to the optimizer step, and run its GEMMs single-threaded.
 
-The extension is compiled on first use (~20 s, cached by PyTorch under ``TORCH_EXTENSIONS_DIR``) and
-links the BLAS that PyTorch's x86 Linux wheels export; where that is not possible, ``load()`` returns
-the reason and the learner keeps the torch.compile update.
+Only the critic is here (``rl/critic.py``'s ``native`` backend): actors, BC terms, temperatures and any
+new loss are PyTorch, so a new algorithm never needs C++. The extension is compiled on first use
+(~20 s, cached by PyTorch under ``TORCH_EXTENSIONS_DIR``) and links the BLAS that PyTorch's x86 Linux
+wheels export; where that is not possible, ``load()`` returns the reason.
 """
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 _CSRC = Path(__file__).parent / "csrc"
-_SOURCES = [_CSRC / "ensemble_mlp.cpp", _CSRC / "sac_update.cpp"]
+_SOURCES = [_CSRC / "ensemble_mlp.cpp"]
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -38,7 +37,7 @@ def load() -> str | None:
         try:
             if os.environ.get("ROBOLEARN_NATIVE_OPS", "1") == "0":
                 raise RuntimeError("disabled by ROBOLEARN_NATIVE_OPS=0")
-            if not hasattr(torch.ops, "robolearn_rl") or not hasattr(torch.ops.robolearn_rl, "sac_update"):
+            if not hasattr(torch.ops, "robolearn_rl") or not hasattr(torch.ops.robolearn_rl, "critic_step"):
                 from torch.utils import cpp_extension
 
                 # the headers' hash in the flags: PyTorch rebuilds when sources or flags change, not headers
@@ -74,20 +73,6 @@ def _cpu_tag() -> str:
     return hashlib.sha1(flags.encode()).hexdigest()[:8]
 
 
-def supported(agent) -> str | None:
-    """None if ``agent``'s critic can run on these operators, else why not."""
-    cfg = agent.cfg
-    if not cfg.layer_norm:
-        return "the operators implement the LayerNorm critic only"
-    if any(p.requires_grad for p in agent.encoder.parameters()):
-        return "the critic's gradient also trains an observation encoder (image observations)"
-    if agent.critic.net.net[-1].out_features != 1:
-        return "the critic must output one value per member"
-    if not any(isinstance(m, torch.nn.LayerNorm) for m in agent.actor.modules()):
-        return "the operators implement the LayerNorm actor only"
-    return load()
-
-
 # The operators (shapes: x (B, in), params as Critic.parameters(), Q (E, B)) ---------------------------
 def forward(x: torch.Tensor, params: list[torch.Tensor], members: torch.Tensor) -> torch.Tensor:
     """Q of the listed members only: (len(members), B)."""
@@ -97,11 +82,6 @@ def forward(x: torch.Tensor, params: list[torch.Tensor], members: torch.Tensor) 
 def q_input_grad(x: torch.Tensor, params: list[torch.Tensor], in_start: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Q of every member and d Q_e(b) / d x[b, in_start:]: (E, B), (E, B, in - in_start)."""
     return torch.ops.robolearn_rl.q_input_grad(x, params, in_start)
-
-
-def sac_update(*args):
-    """One whole update; see csrc/sac_update.cpp for the argument layout. Returns the 5 metrics."""
-    return torch.ops.robolearn_rl.sac_update(*args)
 
 
 def critic_step(x, y, params, exp_avg, exp_avg_sq, target, step, lr, beta1, beta2, eps, tau):

@@ -1,4 +1,4 @@
-"""Networks for the off-policy learners: LayerNorm MLPs, a batched critic ensemble, the tanh-Gaussian actor.
+"""The critic ensemble of the off-policy learners (the tanh-Gaussian actor is a policy: policies/gaussian).
 
 The critic ensemble is ONE network whose weights carry a leading member axis (E, in, out), so all
 members run as a single batched matmul (``torch.baddbmm``) instead of a Python loop over modules.
@@ -92,18 +92,6 @@ class EnsembleMLP(nn.Module):
         return nn.Sequential(*mods)
 
 
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    dims = (in_dim, *hidden)
-    for a, b in zip(dims[:-1], dims[1:]):
-        layers.append(nn.Linear(a, b))
-        if layer_norm:
-            layers.append(nn.LayerNorm(b))
-        layers.append(nn.ReLU())
-    layers.append(nn.Linear(dims[-1], out_dim))
-    return nn.Sequential(*layers)
-
-
 class Critic(nn.Module):
     """Q-ensemble: Q(features, action) -> (E, B)."""
 
@@ -127,17 +115,3 @@ class LoopCritic(nn.Module):
         x = torch.cat([features, action], dim=-1)
         chosen = self.members if members is None else [self.members[int(i)] for i in members]
         return torch.stack([m(x).squeeze(-1) for m in chosen])
-
-
-class Actor(nn.Module):
-    """Gaussian head for a tanh-squashed policy: features -> (mean, clipped log_std)."""
-
-    def __init__(self, feature_dim: int, action_dim: int, hidden: tuple[int, ...], layer_norm: bool,
-                 log_std_min: float, log_std_max: float):
-        super().__init__()
-        self.net = mlp(feature_dim, hidden, 2 * action_dim, layer_norm)
-        self.log_std_min, self.log_std_max = log_std_min, log_std_max
-
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.net(features).chunk(2, dim=-1)
-        return mean, log_std.clamp(self.log_std_min, self.log_std_max)

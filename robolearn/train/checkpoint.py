@@ -1,8 +1,10 @@
 """Checkpoint folders: ``config.json`` + ``model.safetensors`` + ``normalization.safetensors`` (+ ``train/``).
 
 Nothing here unpickles. A folder is written to a temporary sibling and swapped in with renames, so a
-kill leaves either the previous checkpoint or the new one. A run directory holds its latest
-checkpoint in ``<run>/checkpoint``; every loader accepts the run directory or the folder itself.
+kill leaves either the previous checkpoint or the new one. A BC run directory holds its latest
+checkpoint in ``<run>/checkpoint``; an RL run directory points at its latest step folder with
+``latest.json`` and keeps the policy in ``checkpoints/<step>/policy``. Every loader accepts a run
+directory of either kind or the folder itself. This is the one writer of policy folders.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 NORM_FILE = "normalization.safetensors"
-NORM_PREFIXES = ("state_norm.", "action_norm.")
+NORM_MODULES = ("state_norm", "action_norm")
+NORM_PREFIXES = tuple(f"{m}." for m in NORM_MODULES)  # top-level normalisers (the chunk policies')
 
 
 class CheckpointError(ValueError):
@@ -45,36 +48,73 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    from robolearn.data.fsutil import fsync_path
+
+    for f in tmp.rglob("*"):  # durable before the swap
+        fsync_path(f)
     shutil.rmtree(old, ignore_errors=True)
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
+    fsync_path(path.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _rl_latest_policy(run: Path) -> Path | None:
+    """The policy folder of an RL run's latest step (``latest.json`` -> checkpoints/<step>/policy)."""
+    pointer = run / "latest.json"
+    if not pointer.is_file():
+        return None
+    try:
+        name = json.loads(pointer.read_text())["checkpoint"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{pointer}: not a valid checkpoint pointer ({exc})") from exc
+    return run / "checkpoints" / str(name) / "policy"
+
+
 def resolve(path: str | Path) -> Path:
-    """The checkpoint folder for ``path`` (a checkpoint folder or a run directory)."""
+    """The checkpoint folder for ``path`` (a checkpoint folder, a BC run directory or an RL run directory)."""
     path = Path(path)
-    for cand in (path, path / "checkpoint", path / ".checkpoint.old"):
-        if (cand / CONFIG_FILE).is_file():
+    cands = [path, path / "checkpoint", path / ".checkpoint.old", path / "policy"]
+    rl = _rl_latest_policy(path)
+    if rl is not None:
+        cands.insert(1, rl)
+    for cand in cands:
+        if (cand / CONFIG_FILE).is_file() and _is_policy_config(cand / CONFIG_FILE):
             return cand
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    raise FileNotFoundError(f"no {CONFIG_FILE} in {path} or {path / 'checkpoint'}: not a policy checkpoint")
+    raise FileNotFoundError(f"no policy {CONFIG_FILE} in {path}, {path / 'checkpoint'} or an RL run's latest step: "
+                            "not a policy checkpoint")
+
+
+def _is_policy_config(file: Path) -> bool:
+    try:
+        doc = json.loads(file.read_text())
+    except (json.JSONDecodeError, OSError):
+        return True  # let read_config name the problem
+    return isinstance(doc, dict) and "type" in doc
 
 
 def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
+def _is_norm(key: str) -> bool:
+    """Normalisation statistics, wherever the normaliser sits in the module tree."""
+    return any(part in NORM_MODULES for part in key.split(".")[:-1])
+
+
 def write_policy_files(policy, folder: Path, meta: dict[str, Any] | None = None) -> None:
+    from robolearn.data.fsutil import atomic_write_json
+
     state = _tensors(policy)
-    norm = {k: v for k, v in state.items() if k.startswith(NORM_PREFIXES)}
-    model = {k: v for k, v in state.items() if not k.startswith(NORM_PREFIXES)}
+    norm = {k: v for k, v in state.items() if _is_norm(k)}
+    model = {k: v for k, v in state.items() if not _is_norm(k)}
     save_file(model, str(folder / MODEL_FILE))
     save_file(norm, str(folder / NORM_FILE))
     doc = {"format_version": FORMAT_VERSION, "type": policy.type, "config": to_dict(policy.config), "meta": meta or {}}
-    (folder / CONFIG_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True))
+    atomic_write_json(folder / CONFIG_FILE, doc, indent=2, sort_keys=True)
 
 
 def save_policy(policy, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -130,13 +170,14 @@ def load_state_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
 def load_policy(path: str | Path, expected_type: str | None = None, device: str | torch.device = "cpu"):
     """Build the policy recorded in a checkpoint and load its weights and normalization statistics."""
     folder = resolve(path)
-    name, cfg, _ = read_config(folder)
+    name, cfg, meta = read_config(folder)
     if expected_type is not None and name != expected_type:
         raise CheckpointError(f"checkpoint {folder} holds a {name!r} policy, expected a {expected_type!r} policy")
     policy = registry.policy_class(name)(cfg)
     tensors = _load_tensors(folder / MODEL_FILE)
     tensors.update(_load_tensors(folder / NORM_FILE))
     load_state_strict(policy, tensors, str(folder))
+    policy.meta = dict(meta)  # what it was trained on (env, env_kwargs, trainer): eval/serve/collect check it
     return policy.to(device).eval()
 
 
@@ -159,7 +200,9 @@ def write_train_state(folder: Path, *, model: torch.nn.Module, optimizer: torch.
     save_file(flat, str(train / "optimizer.safetensors"))
     save_file({k: v.contiguous() for k, v in rng.items()}, str(train / "rng.safetensors"))
     doc = {"param_groups": opt["param_groups"], "optimizer_scalars": scalars, **state}
-    (train / "state.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=list))
+    from robolearn.data.fsutil import atomic_write_json
+
+    atomic_write_json(train / "state.json", doc, indent=2, sort_keys=True, default=list)
 
 
 def read_train_state(path: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer
@@ -182,3 +225,16 @@ def read_train_state(path: str | Path, *, model: torch.nn.Module, optimizer: tor
             g["betas"] = tuple(g["betas"])
     optimizer.load_state_dict({"state": per, "param_groups": groups})
     return doc, _load_tensors(train / "rng.safetensors")
+
+
+def check_env(policy, env_name: str, allow_mismatch: bool = False) -> None:
+    """A policy trained on one env used on another is almost always a mistake: say so, naming both."""
+    trained = (getattr(policy, "meta", None) or {}).get("env")
+    if trained and trained != env_name and not allow_mismatch:
+        raise ValueError(f"this checkpoint was trained on {trained!r}, not {env_name!r}; pass --allow-env-mismatch "
+                         "for an intended transfer")
+
+
+def env_kwargs(policy) -> dict[str, Any]:
+    """Env constructor overrides the policy was trained with (e.g. privileged state, action repeat)."""
+    return dict((getattr(policy, "meta", None) or {}).get("env_kwargs") or {})

@@ -18,24 +18,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="result file name stem (default: derived from env and sampling)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--allow-env-mismatch", action="store_true",
+                        help="evaluate on another env than the checkpoint was trained on (an intended transfer)")
+    from robolearn.device import add_device_argument
+
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from robolearn.device import resolve_device
     from robolearn.train.evaluate import evaluate, load_policy, sampling_kwargs, save_json
 
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    policy = load_policy(args.checkpoint)
+    policy = load_policy(args.checkpoint, device=resolve_device(args.device))
     kw = sampling_kwargs(policy, args.sampler, args.steps)
-    tag = f"{kw.get('sampler', 'cm')}{kw['steps']}"
+    tag = f"{kw.get('sampler', 'cm')}{kw['steps']}" if "steps" in kw else "mean"
     kind = policy.type if policy.type != "consistency" else f"consistency-{policy.config.objective}"
     stem = args.name or f"{args.env.replace('/', '-')}_{kind}_{tag}"
     out = Path(args.out) if args.out else Path(args.checkpoint) / "eval"
     result = evaluate(policy, args.env, args.episodes, seed=args.seed, sampler=args.sampler, steps=args.steps,
                       video_episodes=args.video_episodes, video_dir=out / f"{stem}_videos",
-                      max_steps=args.max_steps, progress=not args.no_progress)
+                      max_steps=args.max_steps, progress=not args.no_progress,
+                      allow_env_mismatch=args.allow_env_mismatch)
     path = save_json(result, out / f"{stem}.json")
     lo, hi = result["ci95"]
     print(f"{args.env} {policy.type} {result['sampling']}: success {result['successes']}/{result['episodes']} = "

@@ -5,13 +5,14 @@ a policy; ``PolicySource`` adapts it to the collect command's source interface (
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from robolearn.train.checkpoint import check_env, env_kwargs, load_policy  # noqa: F401  (the one loader)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -27,12 +28,6 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def load_policy(path: str | Path, device: str = "cpu", expected_type: str | None = None):
-    """A ready-to-act policy (EMA weights, eval mode) from a checkpoint folder or run directory."""
-    from robolearn.train.checkpoint import load_policy as _load
-
-    return _load(path, expected_type=expected_type, device=device)
-
 
 def sampling_kwargs(policy, sampler: str | None = None, steps: int | None = None) -> dict[str, Any]:
     """Explicit sampling settings (defaults from the config): diffusion (sampler, steps), consistency (steps)."""
@@ -43,6 +38,10 @@ def sampling_kwargs(policy, sampler: str | None = None, steps: int | None = None
         return {"sampler": kind, "steps": int(steps or default)}
     if sampler:
         raise ValueError(f"--sampler applies to diffusion policies, not {policy.type!r}")
+    if policy.type == "gaussian":
+        if steps:
+            raise ValueError("--steps applies to diffusion and consistency policies, not 'gaussian'")
+        return {}
     return {"steps": int(steps or getattr(cfg, "inference_steps", 1))}
 
 
@@ -53,6 +52,9 @@ class PolicySource:
         if not getattr(options, "checkpoint", None):
             raise ValueError("--source policy needs --checkpoint DIR")
         self.policy = load_policy(options.checkpoint)
+        env_name = getattr(options, "env", None)
+        if env_name:
+            check_env(self.policy, env_name, bool(getattr(options, "allow_env_mismatch", False)))
         self.generator = torch.Generator()
         # CPU-sized nets at batch 1: extra OpenMP threads only add barrier waits (10-50x slower on a busy machine)
         torch.set_num_threads(1)
@@ -68,7 +70,7 @@ class PolicySource:
 def make_eval_env(policy, env_name: str, render: bool, max_steps: int | None = None):
     import robolearn
 
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = env_kwargs(policy)
     if policy.config.cameras:
         kw.update(cameras=list(policy.config.cameras), image_size=policy.config.image_size)
     if render:
@@ -79,6 +81,8 @@ def make_eval_env(policy, env_name: str, render: bool, max_steps: int | None = N
 
 
 def rollout(policy, env, seed: int, sample_kw: dict[str, Any], frames: list | None = None) -> dict[str, Any]:
+    """One episode; ``policy`` is anything with ``reset()`` and ``select_action(obs, generator, **kw)``
+    (a loaded checkpoint, or an RL algorithm's acting view during training)."""
     gen = torch.Generator().manual_seed(seed)
     policy.reset()
     obs, _ = env.reset(seed=seed)
@@ -100,11 +104,12 @@ def rollout(policy, env, seed: int, sample_kw: dict[str, Any], frames: list | No
 
 def evaluate(policy, env_name: str, episodes: int = 50, seed: int = 100_000, sampler: str | None = None,
              steps: int | None = None, video_episodes: int = 0, video_dir: str | Path | None = None,
-             max_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
+             max_steps: int | None = None, progress: bool = True, allow_env_mismatch: bool = False) -> dict[str, Any]:
     from tqdm import tqdm
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    check_env(policy, env_name, allow_env_mismatch)
     sample_kw = sampling_kwargs(policy, sampler, steps)
     policy.eval()
     env = make_eval_env(policy, env_name, render=video_episodes > 0, max_steps=max_steps)
@@ -138,21 +143,14 @@ def evaluate(policy, env_name: str, episodes: int = 50, seed: int = 100_000, sam
 def _write_video(frames: list, folder: Path, name: str, env) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     fps = float(getattr(env, "metadata", {}).get("render_fps", 20))
-    try:
-        from robolearn.data.video import write_mp4
-    except ImportError:  # the data helper's writer is absent: imageio directly
-        import imageio.v2 as imageio
+    from robolearn.data.video import write_mp4
 
-        path = folder / name
-        imageio.mimwrite(str(path), [np.asarray(f) for f in frames], fps=fps)
-        return path
     return write_mp4(frames, folder / name, fps=fps)
 
 
 def save_json(result: dict[str, Any], path: str | Path) -> Path:
+    from robolearn.data.fsutil import atomic_write_json
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
-    return path
+    return atomic_write_json(path, result, indent=2)

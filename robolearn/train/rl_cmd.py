@@ -1,4 +1,4 @@
-"""``robolearn train rl``: off-policy RL (RLPD / SAC) from demos plus online data, in one process."""
+"""``robolearn train rl``: off-policy RL from demos plus online data, in one process (any registered --algo)."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,11 @@ from pathlib import Path
 
 
 def add_arguments(parser) -> None:
-    from robolearn.train.online import ALGOS
+    from robolearn.device import add_device_argument
+    from robolearn.rl import registry
 
-    parser.add_argument("--algo", default="rlpd", choices=sorted(ALGOS), help="algorithm preset")
+    parser.add_argument("--algo", default="rlpd", choices=registry.names(),
+                        help="algorithm: " + "; ".join(f"{n}: {registry.entry(n).help}" for n in registry.names()))
     parser.add_argument("--env", required=True, help="env name, e.g. sim/pick_cube or dmc/cartpole-swingup")
     parser.add_argument("--demos", default=None, help="episode store directory with demonstrations")
     parser.add_argument("--steps", type=int, default=None, help="env steps (overrides the recipe)")
@@ -22,12 +24,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="sets",
                         help="recipe override, e.g. --set agent.hidden=[128,128] (YAML value syntax; repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_argument(parser)
 
 
 def run(args) -> int:
     import yaml
 
-    from robolearn.train.online import OnlineTrainer, build_config
+    from robolearn.device import resolve_device
+    from robolearn.train.online import OnlineTrainer
+    from robolearn.train.rl_config import build_config
 
     recipe = {}
     if args.config:
@@ -61,9 +66,10 @@ def run(args) -> int:
         node[parts[-1]] = yaml.safe_load(value)
     if env_sets:
         overrides["train"]["env_overrides"] = env_sets
-    cfg = build_config(args.algo, recipe, overrides)
+    cfg = build_config(args.algo, recipe, overrides, where=str(args.config or "preset"))
     out = Path(args.out or f"runs/{args.algo}-{args.env.replace('/', '_')}-s{args.seed}")
-    trainer = OnlineTrainer(cfg, args.env, out, demos=args.demos, seed=args.seed)
+    device = resolve_device(args.device)
+    trainer = OnlineTrainer(cfg, args.env, out, demos=args.demos, seed=args.seed, device=device)
     summary = trainer.run(resume=args.resume, progress=not args.no_progress)
     print(json.dumps({"out": str(out), **summary}))
     return 0

@@ -1,7 +1,10 @@
-"""Observation encoder shared by actor and critic, and DrQ random-shift augmentation.
+"""Per-step observation features for single-step policies and RL critics, and DrQ random-shift augmentation.
 
-State and image observations take the same path: ``ObsEncoder(obs) -> features`` concatenates the
-state vector with one small conv embedding per camera (none when there are no cameras).
+State and image observations take the same path: ``FeatureEncoder(obs) -> features`` concatenates the
+normalised state vector with one small conv embedding per camera (none when there are no cameras).
+The state goes through the same ``Normalizer`` as the chunk policies' (mean/std here), so every
+checkpoint stores its statistics the same way. It lives with the policies because the exported RL
+actor (``policies/gaussian``) acts through it; the RL critic trains it.
 """
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from robolearn.policies.normalize import Normalizer
 
 
 @dataclass
@@ -36,10 +41,12 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
     if images.dim() != 4:
         raise ValueError(f"random_shift expects (B, H, W, C) images, got shape {tuple(images.shape)}")
     b, h, w, _ = images.shape
-    shift = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator) - pad
-    rows = (torch.arange(h).unsqueeze(0) + shift[:, :1]).clamp_(0, h - 1)
-    cols = (torch.arange(w).unsqueeze(0) + shift[:, 1:]).clamp_(0, w - 1)
-    batch = torch.arange(b)[:, None, None]
+    dev = images.device
+    shift = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator, device=getattr(generator, "device", dev))
+    shift = shift.to(dev) - pad
+    rows = (torch.arange(h, device=dev).unsqueeze(0) + shift[:, :1]).clamp_(0, h - 1)
+    cols = (torch.arange(w, device=dev).unsqueeze(0) + shift[:, 1:]).clamp_(0, w - 1)
+    batch = torch.arange(b, device=dev)[:, None, None]
     return images[batch, rows[:, :, None], cols[:, None, :]]
 
 
@@ -68,33 +75,30 @@ class ConvEmbed(nn.Module):
         return self.head(self.conv(x))
 
 
-class ObsEncoder(nn.Module):
+class FeatureEncoder(nn.Module):
     def __init__(self, state_dim: int, image_shapes: dict[str, tuple[int, int, int]], cfg: EncoderConfig):
         super().__init__()
         self.state_dim = state_dim
         self.cameras = sorted(image_shapes)
         self.convs = nn.ModuleDict({cam: ConvEmbed(tuple(image_shapes[cam]), cfg) for cam in self.cameras})
         self.out_dim = state_dim + cfg.feature_dim * len(self.cameras)
-        # state standardization, fixed for a run (identity until set_state_stats); buffers, so checkpoints
-        # and exported policies carry them
-        self.register_buffer("state_mean", torch.zeros(state_dim))
-        self.register_buffer("state_scale", torch.ones(state_dim))
+        # state standardization, fixed for a run (identity until set_state_stats: min -1, max 1)
+        self.state_norm = Normalizer(state_dim)
 
     @torch.no_grad()
-    def set_state_stats(self, states: torch.Tensor, min_scale: float = 1e-2) -> None:
+    def set_state_stats(self, states, min_scale: float = 1e-2) -> None:
         """Standardize with these states' mean and std (std floored: constant dims must not explode)."""
         states = torch.as_tensor(states, dtype=torch.float32).reshape(-1, self.state_dim)
         if states.shape[0] < 2 or not torch.isfinite(states).all():
             raise ValueError(f"state statistics need >= 2 finite rows, got {states.shape[0]} rows")
-        self.state_mean.copy_(states.mean(0))
-        self.state_scale.copy_(states.std(0).clamp_min(min_scale))
+        self.state_norm.set_meanstd(states.mean(0).cpu().numpy(), states.std(0).cpu().numpy(), min_scale)
 
     @property
     def has_params(self) -> bool:
         return len(self.cameras) > 0
 
     def forward(self, obs: dict) -> torch.Tensor:
-        parts = [(obs["state"] - self.state_mean) / self.state_scale]
+        parts = [self.state_norm.normalize(obs["state"])]
         images = obs.get("images", {})
         for cam in self.cameras:
             parts.append(self.convs[cam](images[cam]))
