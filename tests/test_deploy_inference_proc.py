@@ -2,6 +2,7 @@
 import dataclasses
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +81,22 @@ def test_process_backend_matches_in_process_and_reports_errors(monkeypatch, tmp_
 def test_process_backend_startup_error_is_clear(tmp_path):
     with pytest.raises(ValueError, match="failed to start: FileNotFoundError: policy file not found"):
         ProcessInference({"policy": str(tmp_path / "nope.py") + ":X"}, CFG)
+
+
+def test_process_backend_builds_the_loop_benchmark_policies_from_deploy():
+    """The {"bench": name} spec is served by robolearn.deploy.synthetic_policies (deploy never imports bench)."""
+    with pytest.raises(ValueError, match="failed to start: ValueError: unknown policy 'bogus'; use consistency"):
+        ProcessInference({"bench": "bogus"}, CFG)
+
+
+def test_synthetic_policies_act_with_the_peg_insert_sizes():
+    from robolearn.deploy.synthetic_policies import ACTION_DIM, STATE_DIM, build_synthetic_policies
+
+    recipe = Path(__file__).resolve().parents[1] / "policies" / "diffusion.yaml"
+    policies = build_synthetic_policies(["consistency", "ddim10", "none"], recipe=str(recipe))
+    obs = {"state": np.zeros(STATE_DIM, np.float32)}
+    for name, policy in policies.items():
+        policy.reset()
+        chunk = np.asarray(policy.act(obs))
+        assert chunk.ndim == 2 and chunk.shape[1] == ACTION_DIM and np.all(np.isfinite(chunk)), (name, chunk.shape)
+    assert not np.any(policies["none"].act(obs))

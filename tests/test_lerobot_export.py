@@ -252,22 +252,43 @@ def test_cli_export(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_state_names_come_from_the_env_layout(tmp_path):
-    import robolearn
+def _state_names_of(out):
+    return json.loads((out / "meta" / "info.json").read_text())["features"]["observation.state"]["names"]
 
-    env = robolearn.make("sim/peg_insert")
-    layout = env.unwrapped.state_layout
-    env.close()
-    dim = sum(size for _, size in layout)
-    store = EpisodeStore(tmp_path / "src")
-    _write_episode(store, np.random.default_rng(9), 2, dim=dim)
+
+def test_state_names_come_from_the_recorded_meta(tmp_path):
+    names = ["ee_pos.0", "ee_pos.1", "ee_pos.2", "gripper", "t"]
+    _write_episode(EpisodeStore(tmp_path / "src"), np.random.default_rng(9), 2,
+                   meta={"env": "sim/peg_insert", "state_names": names})
     export_lerobot(tmp_path / "src", tmp_path / "out", progress=False, log=None)
-    names = json.loads((tmp_path / "out" / "meta" / "info.json").read_text())["features"]["observation.state"]["names"]
-    assert len(names) == dim
-    want = []
-    for part, size in layout:
-        want += [part] if size == 1 else [f"{part}.{i}" for i in range(size)]
-    assert names == want and names[:3] == ["ee_pos.0", "ee_pos.1", "ee_pos.2"]
+    assert _state_names_of(tmp_path / "out") == names
+
+
+def test_unrecorded_state_names_are_generic_or_empty(tmp_path):
+    _write_episode(EpisodeStore(tmp_path / "src"), np.random.default_rng(9), 2,
+                   meta={"env": "sim/peg_insert", "state_names": ["too", "short"]})  # wrong length: ignored
+    export_lerobot(tmp_path / "src", tmp_path / "a", progress=False, log=None)
+    assert _state_names_of(tmp_path / "a") == [f"state_{i}" for i in range(D)]
+    export_lerobot(tmp_path / "src", tmp_path / "b", progress=False, log=None, state_names_from_env=False)
+    assert _state_names_of(tmp_path / "b") is None
+
+
+def test_export_never_builds_the_recorded_env(tmp_path):
+    """Exporting a sim/ store must not import MuJoCo or the sim package (it used to build the env)."""
+    import subprocess
+    import sys
+
+    _store(tmp_path / "src", lengths=(3,))
+    code = (
+        "import sys\n"
+        "from robolearn.data.lerobot_export import export_lerobot\n"
+        f"export_lerobot({str(tmp_path / 'src')!r}, {str(tmp_path / 'out')!r}, progress=False, log=None)\n"
+        "loaded = sorted(m for m in ('mujoco', 'robolearn.sim', 'robolearn.envs.dmc') if m in sys.modules)\n"
+        "assert not loaded, f'the export imported {loaded}'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "meta" / "info.json").is_file()
 
 
 def test_stats_helpers_match_direct_computation():

@@ -1,13 +1,14 @@
 """Shared benchmark plumbing: machine description, medians, atomic JSON output."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Callable
+
+from robolearn.data.fsutil import atomic_write_json
 
 
 def machine_info() -> dict:
@@ -41,9 +42,7 @@ def median(values) -> float:
 
 
 def write_json(result: dict, path: str | Path) -> Path:
+    """Write a benchmark result atomically (an interrupted run never leaves a truncated JSON); creates the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, result, indent=2)

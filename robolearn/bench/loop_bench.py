@@ -38,59 +38,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/bench/loop.json")
 
 
-class _TorchPolicy:
-    def __init__(self, policy, **act_kwargs):
-        self.policy, self.kw = policy, act_kwargs
-
-    def reset(self):
-        self.policy.reset()
-
-    def observe(self, obs):
-        self.policy.observe(obs)
-
-    def act(self, obs):
-        import torch
-
-        with torch.inference_mode():
-            return self.policy.act(obs, **self.kw)
-
-
-class _Zero:
-    def reset(self):
-        pass
-
-    def act(self, obs):
-        return np.zeros((8, 7))
-
-
-def build_policies(args, names: list[str]) -> dict:
-    import torch
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    out, pair = {}, None
-    for name in names:
-        if name == "none":
-            out[name] = _Zero()
-            continue
-        if pair is None:
-            from robolearn.bench.policy_bench import build_pair
-
-            pair = build_pair(argparse.Namespace(checkpoint=args.checkpoint, recipe=args.recipe,
-                                                 state_dim=15, action_dim=7))
-        dp, cp = pair
-        if dp.config.state_dim != 15 or dp.config.action_dim != 7:
-            raise ValueError(f"the network must take the peg_insert state (15) and action (7), "
-                             f"got {dp.config.state_dim}/{dp.config.action_dim}")
-        variants = {"consistency": (cp, dict(steps=1)), "ddim10": (dp, dict(sampler="ddim", steps=10)),
-                    "ddpm100": (dp, dict(sampler="ddpm", steps=100))}
-        if name not in variants:
-            raise ValueError(f"unknown policy {name!r}; use consistency, ddim10, ddpm100 or none")
-        net, kw = variants[name]
-        out[name] = _TorchPolicy(net, **kw)
-    return out
-
-
 def timer_baseline(seconds: float, period: float = 0.01, spin: float = 0.0003, rt_priority: int = 0) -> dict:
     """Lateness of a bare thread doing only the loop's sleep-then-spin wait: the machine's floor for jitter."""
     from robolearn.deploy.stats import summarize
@@ -178,6 +125,7 @@ def run_one(name: str, policy, cfg, domain: int, seconds: float, loop_overrides:
 def run(args) -> int:
     from robolearn.bench.common import machine_info, write_json
     from robolearn.deploy.dds import free_domain_id, loopback_config, use_loopback
+    from robolearn.deploy.synthetic_policies import NAMES, build_synthetic_policies
     from robolearn.hardware.robot_config import RobotConfig
 
     if args.seconds <= 0:
@@ -188,7 +136,13 @@ def run(args) -> int:
     if cfg.command_interface != "trajectory":
         raise ValueError("bench loop measures the JointTrajectory path: use a robot config with command_interface trajectory")
     names = [n for n in args.policies.split(",") if n]
-    policies = build_policies(args, names) if args.inference == "thread" else {n: None for n in names}
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:  # checked here too: with --inference process the child would only report it after startup
+        raise ValueError(f"--policies: unknown policy {unknown[0]!r}; use {', '.join(NAMES)}")
+    if args.inference == "thread":
+        policies = build_synthetic_policies(names, checkpoint=args.checkpoint, recipe=args.recipe, threads=args.threads)
+    else:  # the child process builds them from the spec
+        policies = {n: None for n in names}
     domain = args.domain if args.domain is not None else free_domain_id(os.getpid())
     results = []
     for name in names:

@@ -35,7 +35,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from robolearn.data.fsutil import fsync_path, pid_alive
+from robolearn.data.fsutil import atomic_write_json, fsync_path, pid_alive
 
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
@@ -101,16 +101,6 @@ def decode_png(buf: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 def _fsync_dir(path: Path) -> None:
     fsync_path(path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _episode_files(root: Path) -> dict[str, os.stat_result]:
@@ -550,7 +540,7 @@ class EpisodeStore:
         if changed:
             index["stats"] = {}  # statistics depend on the exact set of episodes
             try:
-                _atomic_write_text(self.root / INDEX_NAME, json.dumps(index, indent=1, sort_keys=True))
+                atomic_write_json(self.root / INDEX_NAME, index, indent=1, sort_keys=True)
             except OSError as exc:  # a read-only store is still readable
                 warnings.warn(f"could not write {self.root / INDEX_NAME}: {exc}", stacklevel=2)
         for fname, entry in files.items():
@@ -631,7 +621,7 @@ class EpisodeStore:
             out[f"images/{cam}"] = {"mean": full["mean"], "std": full["std"]}
         index.setdefault("stats", {})[cache_key] = _stats_to_json(out)
         try:
-            _atomic_write_text(self.root / INDEX_NAME, json.dumps(index, indent=1, sort_keys=True))
+            atomic_write_json(self.root / INDEX_NAME, index, indent=1, sort_keys=True)
         except OSError:
             pass
         return out

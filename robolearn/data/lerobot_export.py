@@ -22,7 +22,6 @@ absent or complete. Corrupt source episodes are skipped and reported by name.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -62,7 +61,8 @@ class ExportConfig:
     task: str | None = None  # default: episode meta "task", else its "env", else "default"
     chunks_size: int = DEFAULT_CHUNKS_SIZE
     force: bool = False
-    state_names_from_env: bool = True  # build the env once to name the state dimensions
+    # unrecorded state names become state_0..state_{D-1} (False: left empty); the env is never built
+    state_names_from_env: bool = True
 
     def __post_init__(self) -> None:
         self.source, self.out = str(self.source), str(self.out)
@@ -282,14 +282,7 @@ def _publish(tmp: Path, out: Path, force: bool) -> None:
         old = out.with_name(f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         os.rename(out, old)
     os.rename(tmp, out)
-    try:
-        fd = os.open(out.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    fsync_path(out.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -306,33 +299,18 @@ def _jsonl(rows: list[dict]) -> str:
 # ----------------------------------------------------------------------------------------------
 # The export
 # ----------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=8)
-def _env_state_names(env_name: str) -> tuple[str, ...] | None:
-    """Names of the state dimensions from the env's ``state_layout`` ("ee_pos.0", ..., "gripper"), if it has one.
+def _state_names(meta: dict, dim: int, generic: bool) -> list[str] | None:
+    """Names of the ``dim`` state dimensions: the episode's recorded ``state_names``, else ``state_0..``.
 
-    Building the env is the only place the layout lives; any failure (unknown env, missing
-    dependency, no layout) just means no names.
+    The exporter never builds the env to find names: an exporter that constructs a MuJoCo scene
+    (and needs its assets and a GL-free build) to label columns is slow, fragile and runs
+    simulation code from the data layer. A recorder that knows the layout stores it in the
+    episode meta as ``state_names``; ``generic=False`` leaves unrecorded names empty (None).
     """
-    if not env_name:
-        return None
-    try:
-        import robolearn
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            env = robolearn.make(env_name)
-        try:
-            layout = getattr(env.unwrapped, "state_layout", None)
-        finally:
-            env.close()
-    except Exception:  # noqa: BLE001  (names are a convenience; the export never depends on them)
-        return None
-    if not layout:
-        return None
-    names: list[str] = []
-    for part, size in layout:
-        names += [str(part)] if int(size) == 1 else [f"{part}.{i}" for i in range(int(size))]
-    return tuple(names)
+    value = meta.get("state_names")
+    if isinstance(value, list) and len(value) == dim and all(isinstance(v, str) for v in value):
+        return list(value)
+    return [f"state_{i}" for i in range(dim)] if generic else None
 
 
 def _task_of(ep, cfg: ExportConfig) -> str:
@@ -446,17 +424,10 @@ def export_lerobot(
                     (v for (prefix, size), v in ACTION_NAMES.items() if env.startswith(prefix) and size == sig["action"][0]),
                     None,
                 )
-                env_names = _env_state_names(env) if cfg.state_names_from_env else None
-                if env_names is not None and len(env_names) == sig["state"][0]:
-                    state_names = list(env_names)
-                for key in ("state_names", "action_names"):
-                    value = ep.meta.get(key)
-                    dim = sig["state" if key == "state_names" else "action"][0]
-                    if isinstance(value, list) and len(value) == dim and all(isinstance(v, str) for v in value):
-                        if key == "state_names":
-                            state_names = value
-                        else:
-                            action_names = value
+                state_names = _state_names(ep.meta, sig["state"][0], cfg.state_names_from_env)
+                value = ep.meta.get("action_names")
+                if isinstance(value, list) and len(value) == sig["action"][0] and all(isinstance(v, str) for v in value):
+                    action_names = value
                 features = build_features(
                     sig["state"][0], sig["action"][0], video_shapes, cfg.fps,
                     state_names=state_names, action_names=action_names,

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 
-from robolearn.data.fsutil import atomic_target
+from robolearn.data.fsutil import atomic_target, atomic_write_bytes, temp_sibling
 
 
 def _check_frames(frames, what: str) -> np.ndarray:
@@ -23,10 +22,6 @@ def _check_frames(frames, what: str) -> np.ndarray:
     if arr.shape[1] < 1 or arr.shape[2] < 1:
         raise ValueError(f"{what}: frames have empty height/width {arr.shape[1:3]}")
     return arr
-
-
-def _tmp_for(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
 
 
 def write_mp4(frames, path: str | os.PathLike, fps: float = 20.0) -> Path:
@@ -47,7 +42,8 @@ def write_mp4(frames, path: str | os.PathLike, fps: float = 20.0) -> Path:
     pad_h, pad_w = arr.shape[1] % 2, arr.shape[2] % 2
     if pad_h or pad_w:
         arr = np.pad(arr, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
-    with atomic_target(path, _tmp_for(path)) as tmp:
+    # imageio-ffmpeg writes to a path, not bytes: keep the .mp4 suffix on the temp name
+    with atomic_target(path, temp_sibling(path, keep_suffix=True)) as tmp:
         writer = imageio.get_writer(
             tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
             macro_block_size=1, quality=8, ffmpeg_log_level="error",
@@ -102,6 +98,5 @@ def contact_sheet(frames, path: str | os.PathLike, cols: int = 8, n: int = 16, l
     ok, buf = cv2.imencode(".png", sheet)
     if not ok:
         raise ValueError(f"contact_sheet: PNG encoding failed for a {sheet.shape} image")
-    with atomic_target(path, _tmp_for(path)) as tmp:
-        tmp.write_bytes(buf.tobytes())
+    atomic_write_bytes(path, buf.tobytes())
     return path

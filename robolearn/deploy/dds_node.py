@@ -1,11 +1,10 @@
 """The node on the ROS-free DDS transport: NodeCore wired to a DdsBus."""
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
+from robolearn.data.fsutil import atomic_write_json
 from robolearn.deploy import ros_msgs as M
 from robolearn.deploy.dds import DdsBus
 from robolearn.deploy.node import NodeCore
@@ -53,7 +52,10 @@ class DdsNode:
 
 
 def write_json_atomic(path: str | Path, data: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=float))
-    os.replace(tmp, path)
+    """The ``--status-file`` writer of ``serve`` and ``sim-robot``: one JSON snapshot, replaced atomically.
+
+    Readers (tests, dashboards) never see a torn file. Not fsync'd: it is rewritten several times a
+    second, from the sim-robot's physics loop too, where an fsync stall would delay the loop, and a
+    stale snapshot after a power loss is harmless.
+    """
+    atomic_write_json(path, data, durable=False, indent=2, sort_keys=True, default=float)

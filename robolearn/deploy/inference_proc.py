@@ -3,9 +3,10 @@
 The parent (``ProcessInference``, used by the loop's worker thread) and the child
 (``python -m robolearn.deploy.inference_proc``) talk over the child's stdin/stdout in frames of
 a JSON header plus a NumPy ``.npz`` body (no pickle either way). The child builds the policy
-from a spec ({"checkpoint": DIR} | {"policy": "file.py:Name"} | {"bench": "consistency"|...}),
-plus the robot's kinematics, observation builder and action mapper from the robot config, and
-answers ``infer`` (state -> joint-target chunk), ``observe`` and ``reset``.
+from a spec ({"checkpoint": DIR} | {"policy": "file.py:Name"} | {"bench": "consistency"|...}, one
+of the untrained policies of ``robolearn.deploy.synthetic_policies``), plus the robot's kinematics,
+observation builder and action mapper from the robot config, and answers ``infer`` (state ->
+joint-target chunk), ``observe`` and ``reset``.
 """
 from __future__ import annotations
 
@@ -145,13 +146,12 @@ def _build(spec: dict, robot: dict):
 
     cfg = from_dict(RobotConfig, robot, where="robot config")
     if spec.get("bench"):
-        import argparse
+        from robolearn.deploy.synthetic_policies import build_synthetic_policies
 
-        from robolearn.bench.loop_bench import build_policies
-
-        args = argparse.Namespace(checkpoint=spec.get("checkpoint"), recipe=spec.get("recipe", "policies/diffusion.yaml"),
-                                  threads=int(spec.get("threads", 1)))
-        policy = build_policies(args, [spec["bench"]])[spec["bench"]]
+        name = spec["bench"]
+        policy = build_synthetic_policies([name], checkpoint=spec.get("checkpoint"),
+                                          recipe=spec.get("recipe", "policies/diffusion.yaml"),
+                                          threads=int(spec.get("threads", 1)))[name]
     else:
         if spec.get("checkpoint"):
             import torch

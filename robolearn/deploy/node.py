@@ -118,10 +118,8 @@ def load_policy_object(checkpoint: str | None = None, policy_file: str | None = 
     if bool(checkpoint) == bool(policy_file):
         raise ValueError("give exactly one of --checkpoint DIR or --policy FILE.py:NAME")
     if checkpoint:
-        try:
-            from robolearn.train.evaluate import load_policy
-        except ImportError:
-            from robolearn.train.checkpoint import load_policy
+        from robolearn.train.checkpoint import load_policy
+
         policy = load_policy(checkpoint)
         return _NoGrad(policy)
     path, _, name = policy_file.rpartition(":")
