@@ -7,9 +7,9 @@ import torch
 
 from robolearn.envs.api import RobotEnv, action_space, observation_space
 from robolearn.train.logging import series
-from robolearn.train.online import OnlineTrainer, build_config, latest_checkpoint
-
-torch.set_num_threads(1)
+from robolearn.train.online import OnlineTrainer
+from robolearn.train.rl_checkpoint import latest_checkpoint
+from robolearn.train.rl_config import build_config
 
 
 class TrackEnv(RobotEnv):
@@ -41,9 +41,9 @@ def _factory(length):
 
 def _cfg(**train):
     return build_config("sac", overrides={
-        "agent": {"hidden": [32, 32], "batch_size": 32, "fused_adam": False, "discount": 0.0,
-                  "critic_lr": 3e-3, "actor_lr": 3e-3},
-        "train": {"warmup_steps": 200, "eval_every": 10_000, "eval_episodes": 0, "log_every": 100,
+        "agent": {"hidden": [32, 32], "fused_adam": False, "discount": 0.0, "critic_lr": 3e-3, "actor_lr": 3e-3,
+                  "backend": "eager"},
+        "train": {"batch_size": 32, "warmup_steps": 200, "eval_every": 10_000, "eval_episodes": 0, "log_every": 100,
                   "checkpoint_every": 10_000, **train}})
 
 
@@ -81,7 +81,7 @@ def test_resume_after_kill_continues_the_same_run(tmp_path):
     loaded = OnlineTrainer(cfg, "toy/track", tmp_path / "part", seed=5, env_factory=_factory(8))
     loaded.load_checkpoint(latest_checkpoint(tmp_path / "part"))
     a = cfg.agent
-    ba, bb = part.mixer.sample(a.batch_size, a.discount), loaded.mixer.sample(a.batch_size, a.discount)
+    ba, bb = part.mixer.sample(cfg.train.batch_size, a.discount), loaded.mixer.sample(cfg.train.batch_size, a.discount)
     for k in ("action", "reward", "discount"):
         assert torch.equal(ba[k], bb[k])
     assert torch.equal(ba["obs"]["state"], bb["obs"]["state"])
@@ -117,6 +117,8 @@ def test_existing_run_needs_resume_and_bad_config_names_key(tmp_path):
         build_config("rlpd", {"agent": {"nope": 1}})
     with pytest.raises(KeyError, match="unknown algo"):
         build_config("ppo")
+    with pytest.raises(ValueError, match="'utd_ratio'"):  # a loop setting in the agent section names the key
+        build_config("rlpd", {"agent": {"utd_ratio": 2}})
 
 
 def test_plot_curve_mean_and_range_across_seeds(tmp_path):
@@ -200,8 +202,12 @@ def test_interventions_are_stored_as_executed_and_join_the_demo_buffer(tmp_path)
     assert np.isclose(online.reward[slots], 0.0, atol=1e-7).sum() >= 10
     # normalize_state: states are standardized with the demos' statistics (5 states of the one demo episode)
     demo_states = torch.from_numpy(tr.demo.state[:5])
-    assert torch.allclose(tr.agent.encoder.state_mean, demo_states.mean(0), atol=1e-6)
-    assert torch.allclose(tr.agent.encoder.state_scale, demo_states.std(0).clamp_min(1e-2), atol=1e-6)
+    norm = tr.agent.critic.encoder.state_norm
+    assert torch.allclose((norm.min + norm.max) / 2, demo_states.mean(0), atol=1e-6)
+    assert torch.allclose((norm.max - norm.min) / 2, demo_states.std(0).clamp_min(1e-2), atol=1e-6)
+    # every online transition records whether a person acted (the buffers' intervention field)
+    flags = online.extras["intervened"][slots]
+    assert flags.sum() == 10 and set(np.unique(flags)) == {0.0, 1.0}
 
 
 @pytest.mark.parametrize("name", ["rlpd", "rlpd_bc", "sac"])
@@ -212,7 +218,7 @@ def test_rl_recipes_build_valid_configs(name):
 
     recipe = yaml.safe_load((pathlib.Path(__file__).parents[1] / "policies" / f"{name}.yaml").read_text())
     cfg = build_config(recipe["algo"], recipe)
-    assert cfg.agent.compile and cfg.train.steps > 0
+    assert cfg.agent.backend == "auto" and cfg.train.steps > 0 and cfg.train.utd_ratio >= 1
     if name.startswith("rlpd"):
         assert cfg.agent.num_critics == 10 and cfg.agent.critic_subset == 2 and not cfg.agent.backup_entropy
         assert cfg.train.demo_fraction == 0.5

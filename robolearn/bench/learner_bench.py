@@ -1,10 +1,10 @@
 """``robolearn bench learner``: SAC/RLPD updates per second, FLOP rate vs a measured matmul peak.
 
 Configs run interleaved (round-robin, several rounds, medians reported) so that load changes on a
-shared machine hit all of them alike: the RLPD default (10 critics, batched), the same ensemble as a
-Python loop of modules, plain SAC (2 critics), optionally their compiled variants (the native C++
-update that ``compile: true`` runs for state observations, and the ``torch.compile`` graph), and
-Stable-Baselines3's SAC update at the same sizes when it is installed (extra ``bench``).
+shared machine hit all of them alike: the RLPD default (10 critics) and plain SAC (2 critics) on each
+requested critic backend (``eager``, ``compile``, ``native``: see rl/critic.py), the 10-critic ensemble
+as a Python loop of modules, and Stable-Baselines3's SAC update at the same sizes when it is installed
+(extra ``bench``). Every config is the registered algorithm's real ``update`` (rl/sac.py).
 FLOPs per update are counted by ``torch.utils.flop_counter`` on a real update, not estimated.
 """
 from __future__ import annotations
@@ -24,10 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--updates", type=int, default=20, help="updates per config per round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--compile", action="store_true",
-                        help="also time the compiled update (compile: true; the native C++ operators for state obs)")
-    parser.add_argument("--inductor", action="store_true",
-                        help="also time the torch.compile update (the fallback for image critics; cold compile 40-90 s)")
+    parser.add_argument("--backends", default="eager,native",
+                        help="comma-separated critic backends to time: eager, compile (torch.compile; cold compile "
+                             "30-60 s), native (C++ critic step, built once per machine)")
     parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3 even if installed")
 
 
@@ -71,27 +70,31 @@ def _batch(b: int, state_dim: int, action_dim: int):
             "reward": torch.randn(b, generator=g), "discount": torch.full((b,), 0.99)}
 
 
-def _agent_runner(cfg, state_dim, action_dim, batch, loop=False):
+def _use_loop_critic(critic) -> None:
+    """Swap the shared critic's batched ensemble for the same members as a Python loop of modules (the
+    baseline the batched ensemble is measured against), with a fresh optimizer."""
+    import copy
+
+    from robolearn.rl.algorithm import adam
     from robolearn.rl.networks import LoopCritic
-    from robolearn.rl.sac import SACAgent
 
-    agent = SACAgent(cfg, state_dim, action_dim, seed=0)
-    if loop:  # swap in the loop-of-modules ensemble (same weights), rebuild the critic optimizer
-        import copy
+    critic.net = critic._fwd_net = LoopCritic(critic.net)
+    critic.target = critic._fwd_target = copy.deepcopy(critic.net).requires_grad_(False)
+    critic._net_params, critic._target_params = list(critic.net.parameters()), list(critic.target.parameters())
+    critic.params = list(critic.encoder.parameters()) + critic._net_params
+    critic.opt = adam(critic.params, critic.cfg.critic_lr, critic.cfg.fused_adam)
 
-        from robolearn.rl.sac import _adam
 
-        agent.critic = LoopCritic(agent.critic)
-        agent.target_critic = copy.deepcopy(agent.critic).requires_grad_(False)
-        agent.critic_params = list(agent.critic.parameters())
-        agent.critic_opt = _adam(agent.critic_params, cfg.critic_lr, cfg.fused_adam)
-        agent._target_list = list(agent.target_critic.parameters())
-        agent._online_list = list(agent.critic.parameters())
-    k = {"n": 0}
+def _agent_runner(algo_name, cfg, state_dim, action_dim, batch, loop=False):
+    from robolearn.rl import registry
+    from robolearn.rl.algorithm import AlgoSpec
+
+    agent = registry.algorithm_class(algo_name)(cfg, AlgoSpec(state_dim, action_dim), seed=0)
+    if loop:
+        _use_loop_critic(agent.critic)
 
     def step():  # RLPD schedule: actor every `actor_every` critic updates (1 here: every update)
         agent.update(batch, update_actor=True)
-        k["n"] += 1
 
     return agent, step
 
@@ -140,43 +143,44 @@ def run(args) -> int:
     from robolearn.bench.common import machine_info, median, write_json
     from robolearn.rl.sac import SACConfig
 
+    backends = [x.strip() for x in args.backends.split(",") if x.strip()]
+    bad = sorted(set(backends) - {"eager", "compile", "native"})
+    if bad or not backends:
+        raise ValueError(f"--backends: unknown backend(s) {bad}; choose from eager, compile, native")
+    for name in ("threads", "batch", "hidden", "updates", "rounds", "state_dim", "action_dim"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     torch.set_num_threads(args.threads)
     sd, ad, b, h = args.state_dim, args.action_dim, args.batch, args.hidden
     batch = _batch(b, sd, ad)
-    base = dict(hidden=(h, h), batch_size=b)
-    configs: dict[str, tuple] = {
-        "rlpd_10_critics_batched": (SACConfig(**base, num_critics=10), False),
-        "rlpd_10_critics_loop": (SACConfig(**base, num_critics=10), True),
-        "sac_2_critics": (SACConfig(**base, num_critics=2, backup_entropy=True), False),
-    }
-    if args.compile:
-        # what compile: true runs for state observations: the whole update as one C++ operator
-        # (robolearn/rl/native_ops.py, csrc/); built once per machine (~20 s, cached), no per-run compile
-        configs["rlpd_10_critics_compiled"] = (SACConfig(**base, num_critics=10, compile=True), False)
-        configs["sac_2_critics_compiled"] = (SACConfig(**base, num_critics=2, backup_entropy=True, compile=True), False)
-    if args.inductor:
-        # the whole update as one torch.compile graph (robolearn/rl/fused.py), as image critics run it
-        configs["rlpd_10_critics_inductor"] = (SACConfig(**base, num_critics=10, compile=True, native_update=False), False)
-        configs["sac_2_critics_inductor"] = (SACConfig(**base, num_critics=2, backup_entropy=True, compile=True,
-                                                       native_update=False), False)
+    base = dict(hidden=(h, h))
+    configs: dict[str, tuple] = {"rlpd_10_critics_eager": ("rlpd", SACConfig(**base, num_critics=10, backend="eager"), False),
+                                 "rlpd_10_critics_loop": ("rlpd", SACConfig(**base, num_critics=10, backend="eager"), True),
+                                 "sac_2_critics_eager": ("sac", SACConfig(**base, num_critics=2, backup_entropy=True,
+                                                                          backend="eager"), False)}
+    for be in backends:
+        if be != "eager":
+            configs[f"rlpd_10_critics_{be}"] = ("rlpd", SACConfig(**base, num_critics=10, backend=be), False)
+            configs[f"sac_2_critics_{be}"] = ("sac", SACConfig(**base, num_critics=2, backup_entropy=True,
+                                                               backend=be), False)
     runners, flops, notes = {}, {}, {}
-    for name, (cfg, loop) in configs.items():
-        _, step = _agent_runner(cfg, sd, ad, batch, loop)
+    for name, (algo, cfg, loop) in configs.items():
+        _, step = _agent_runner(algo, cfg, sd, ad, batch, loop)
         t = time.perf_counter()
-        for _ in range(3):  # warm-up (includes the cold compile for compiled variants)
+        for _ in range(3):  # warm-up (includes the cold compile / operator build)
             step()
         notes[name] = {"warmup_s": round(time.perf_counter() - t, 2)}
-        flops[name] = _flops(step) if not cfg.compile else None
+        flops[name] = _flops(step) if cfg.backend == "eager" else None
         runners[name] = step
     for name in list(flops):
-        if flops[name] is None:  # compiled updates hide ops from the counter: the eager update's FLOPs (same math)
-            flops[name] = flops["rlpd_10_critics_batched" if "rlpd" in name else "sac_2_critics"]
+        if flops[name] is None:  # compiled / C++ steps hide ops from the counter: the eager update's FLOPs (same math)
+            flops[name] = flops["rlpd_10_critics_eager" if "rlpd" in name else "sac_2_critics_eager"]
     if not args.no_sb3:
         try:
             _, step = _sb3_runner(sd, ad, b, h)
             step()
             runners["sb3_sac_2_critics"] = step
-            flops["sb3_sac_2_critics"] = flops["sac_2_critics"]  # same layer sizes, same update math
+            flops["sb3_sac_2_critics"] = flops["sac_2_critics_eager"]  # same layer sizes, same update math
         except ImportError:
             notes["sb3_sac_2_critics"] = "stable-baselines3 not installed (pip install -e .[bench])"
     peak_before = matmul_peak(args.threads)
@@ -199,15 +203,15 @@ def run(args) -> int:
                          **(notes.get(name) or {})}
     ratios = {}
     if "sb3_sac_2_critics" in results:
-        for name in ("sac_2_critics", "sac_2_critics_compiled", "sac_2_critics_inductor"):
-            if name in results:
-                ratios[f"{name}_vs_sb3"] = round(results[name]["updates_per_s"]
-                                                 / results["sb3_sac_2_critics"]["updates_per_s"], 2)
-    for variant in ("compiled", "inductor"):
-        if f"rlpd_10_critics_{variant}" in results:
-            ratios[f"{variant}_vs_eager_10_critics"] = round(results[f"rlpd_10_critics_{variant}"]["updates_per_s"]
-                                                             / results["rlpd_10_critics_batched"]["updates_per_s"], 2)
-    ratios["batched_vs_loop_10_critics"] = round(results["rlpd_10_critics_batched"]["updates_per_s"]
+        for be in ("eager", "compile", "native"):
+            if f"sac_2_critics_{be}" in results:
+                ratios[f"sac_2_critics_{be}_vs_sb3"] = round(results[f"sac_2_critics_{be}"]["updates_per_s"]
+                                                             / results["sb3_sac_2_critics"]["updates_per_s"], 2)
+    for be in ("compile", "native"):
+        if f"rlpd_10_critics_{be}" in results:
+            ratios[f"{be}_vs_eager_10_critics"] = round(results[f"rlpd_10_critics_{be}"]["updates_per_s"]
+                                                        / results["rlpd_10_critics_eager"]["updates_per_s"], 2)
+    ratios["batched_vs_loop_10_critics"] = round(results["rlpd_10_critics_eager"]["updates_per_s"]
                                                  / results["rlpd_10_critics_loop"]["updates_per_s"], 2)
     out = {"bench": "learner", "machine": machine_info(), "load_average": list(os.getloadavg()),
            "sizes": {"state_dim": sd, "action_dim": ad, "batch": b, "hidden": [h, h]},

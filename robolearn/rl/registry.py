@@ -15,7 +15,7 @@ from typing import Any
 
 @dataclass
 class AlgoEntry:
-    cls: str                                  # "module:Class" of an rl.algorithm.Algorithm subclass
+    cls: Any                                  # "module:Class" of an rl.algorithm.Algorithm subclass, or the class
     agent: dict[str, Any] = field(default_factory=dict)   # preset overrides of the algorithm's config
     train: dict[str, Any] = field(default_factory=dict)   # preset overrides of the train config
     help: str = ""
@@ -59,9 +59,13 @@ def entry(name: str) -> AlgoEntry:
         close = difflib.get_close_matches(str(name), names(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UnknownAlgorithmError(f"unknown algo {name!r}{hint}; known: {', '.join(names())}")
-    return copy.deepcopy(_ALGOS[name])
+    e = _ALGOS[name]
+    return AlgoEntry(e.cls, copy.deepcopy(e.agent), copy.deepcopy(e.train), e.help)
 
 
 def algorithm_class(name: str):
-    module, _, attr = entry(name).cls.partition(":")
+    cls = _ALGOS[name].cls if name in _ALGOS else entry(name).cls
+    if not isinstance(cls, str):
+        return cls
+    module, _, attr = cls.partition(":")
     return getattr(importlib.import_module(module), attr)
