@@ -67,10 +67,12 @@ def test_teacher_step_is_ddim_in_ve_coordinates(teacher_dir):
 
 
 @pytest.mark.parametrize("warm", [True, False])
-def test_distill_warm_start_and_checkpoint(tmp_path, teacher_dir, warm):
+def test_distill_warm_start_and_checkpoint(tmp_path, teacher_dir, warm, device):
     out = tmp_path / "cp"
-    res = distill(teacher_dir, _cm_recipe(warm_start=warm, parameterization="vp_eps"), _episodes(), out, progress=False)
+    res = distill(teacher_dir, _cm_recipe(warm_start=warm, parameterization="vp_eps"), _episodes(), out,
+                  progress=False, device=device)
     assert res["step"] == 2
+    assert {p.device.type for p in res["policy"].parameters()} == {device.type}
     name, cfg, meta = ckpt.read_config(out)
     teacher = ckpt.load_policy(teacher_dir)
     assert name == "consistency" and cfg.objective == "distill" and meta["teacher"] == str(teacher_dir)
@@ -85,6 +87,30 @@ def test_distill_warm_start_and_checkpoint(tmp_path, teacher_dir, warm):
     assert torch.equal(student.action_norm.max, teacher.action_norm.max)
     chunk = student.act({"state": np.zeros(4, np.float32)})
     assert chunk.shape == (4, 2) and np.all(np.isfinite(chunk))
+
+
+@pytest.mark.parametrize("target", ["consistency", "trajectory"])
+def test_distill_objectives_run_on_the_device(teacher_dir, target, device):
+    """Grid, teacher, student and batch on one device; the loss trains the student and leaves the teacher alone."""
+    from robolearn.policies.consistency.configuration import ConsistencyConfig
+    from robolearn.policies.consistency.modeling import ConsistencyPolicy
+    from robolearn.train.distill import OBJECTIVES, student_config
+
+    teacher = ckpt.load_policy(teacher_dir, device=device)
+    student = ConsistencyPolicy(student_config(teacher.config, ConsistencyConfig(distill_levels=6), 80.0))
+    with pytest.raises(ValueError, match="teacher is on .* but the student is on"):
+        OBJECTIVES[target](teacher, student.to("meta") if device.type == "cpu" else student)
+    student = ConsistencyPolicy(student_config(teacher.config, ConsistencyConfig(distill_levels=6), 80.0)).to(device)
+    obj = OBJECTIVES[target](teacher, student)
+    assert obj.sigmas.device.type == obj.steps.device.type == device.type
+    g = torch.Generator().manual_seed(0)
+    batch = {"state": torch.randn(4, 2, 4, generator=g).to(device),
+             "action": (torch.rand(4, 8, 2, generator=g) * 2 - 1).to(device)}
+    loss = obj(student, batch)
+    loss.backward()
+    assert loss.device.type == device.type and torch.isfinite(loss) and loss.item() > 0
+    assert student.net.final[1].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
 
 
 def test_distill_needs_a_diffusion_teacher(tmp_path):

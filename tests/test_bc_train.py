@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from robolearn.config_io import ConfigError
 from robolearn.train import checkpoint as ckpt
-from robolearn.train.bc import ChunkDataset, load_recipe, recipe_from_dict, train_bc
+from robolearn.train.bc import ChunkDataset, build_policy, load_recipe, recipe_from_dict, run_training, train_bc
 
 torch.set_num_threads(1)
 POLICY = {"down_dims": [8, 16], "n_groups": 4, "step_embed_dim": 8, "state_hidden": [16], "state_feature_dim": 8,
@@ -76,14 +76,17 @@ def test_train_writes_checkpoint_logs_and_refuses_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["diffusion", "consistency"])
-def test_resume_continues_step_and_matches_uninterrupted_run(tmp_path, kind):
+def test_resume_continues_step_and_matches_uninterrupted_run(tmp_path, kind, device, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)  # GPU: the same convolution algorithm each run
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     eps = _episodes()
     full = tmp_path / "full"
-    train_bc(_recipe(kind), eps, full, steps=6, progress=False)
+    train_bc(_recipe(kind), eps, full, steps=6, progress=False, device=device)
     part = tmp_path / "part"
-    train_bc(_recipe(kind), eps, part, steps=3, progress=False)  # "killed" after the step-3 checkpoint
-    assert json.loads((part / "checkpoint" / "train" / "state.json").read_text())["step"] == 3
-    res = train_bc(_recipe(kind), eps, part, steps=6, resume=True, progress=False)
+    train_bc(_recipe(kind), eps, part, steps=3, progress=False, device=device)  # "killed" after the step-3 checkpoint
+    state = json.loads((part / "checkpoint" / "train" / "state.json").read_text())
+    assert state["step"] == 3 and torch.device(state["device"]) == device
+    res = train_bc(_recipe(kind), eps, part, steps=6, resume=True, progress=False, device=device)
     assert res["step"] == 6
     assert json.loads((part / "checkpoint" / "train" / "state.json").read_text())["step"] == 6
     for rel in ("model.safetensors", "train/model.safetensors", "train/optimizer.safetensors"):
@@ -91,6 +94,80 @@ def test_resume_continues_step_and_matches_uninterrupted_run(tmp_path, kind):
         b = load_file(str(part / "checkpoint" / rel))
         assert a.keys() == b.keys()
         for k in a:
-            assert torch.equal(a[k], b[k]), f"{rel}:{k} differs after resume"
+            if device.type == "cpu":
+                assert torch.equal(a[k], b[k]), f"{rel}:{k} differs after resume"
+            else:  # GPU kernels outside cuDNN's deterministic switch may still sum in another order
+                torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{rel}:{k} differs after resume")
     steps_logged = [json.loads(x)["step"] for x in (part / "log.jsonl").read_text().splitlines()]
     assert steps_logged == [2, 3, 4, 6]  # the first run logs its last step 3; the resumed run continues at 4
+
+
+def test_training_runs_on_the_device_and_checkpoints_on_cpu(tmp_path, device, monkeypatch):
+    """Model, optimizer moments, sampled batches and the data generator all on ``device``; files from CPU copies."""
+    optimizers, batches = [], []
+
+    class RecordingAdamW(torch.optim.AdamW):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            optimizers.append(self)
+
+    monkeypatch.setattr(torch.optim, "AdamW", RecordingAdamW)
+    recipe = _recipe("diffusion")
+    dataset = ChunkDataset(_episodes(), recipe.policy.n_obs_steps, recipe.policy.horizon)
+    torch.manual_seed(0)
+    policy = build_policy(recipe, dataset)
+
+    def loss_fn(p, batch):
+        batches.append(batch)
+        return p.compute_loss(batch)
+
+    res = run_training(policy, loss_fn, dataset, recipe.train, tmp_path / "run", progress=False, device=device)
+    assert res["step"] == 6 and len(batches) == 6 and np.isfinite(res["first_loss"]) and np.isfinite(res["loss"])
+    assert dataset.device.type == device.type
+    assert all(b["state"].device.type == b["action"].device.type == device.type for b in batches)
+    assert {p.device.type for p in policy.parameters()} == {device.type}
+    assert {p.device.type for p in res["policy"].parameters()} == {device.type}  # the EMA copy too
+    moments = [v for st in optimizers[0].state.values() for k, v in st.items() if k in ("exp_avg", "exp_avg_sq")]
+    assert moments and {m.device.type for m in moments} == {device.type}
+    # the checkpoint loads on CPU with exactly the EMA weights that were trained on the device
+    loaded = ckpt.load_policy(tmp_path / "run")
+    trained = {k: v.cpu() for k, v in res["policy"].state_dict().items()}
+    assert all(torch.equal(v, trained[k]) for k, v in loaded.state_dict().items())
+    # and a sample on the device, from a generator there, is a finite chunk in the data's action range
+    from robolearn.device import make_generator
+
+    eval_policy = res["policy"].eval()
+    obs = dataset.batch(torch.arange(3, device=device))
+    chunk = eval_policy.sample_actions(obs, generator=make_generator(device, 0))
+    again = eval_policy.sample_actions(obs, generator=make_generator(device, 0))
+    assert chunk.device.type == device.type and chunk.shape == (3, 8, 2)
+    assert torch.equal(chunk, again) and torch.isfinite(chunk).all()
+    lo, hi = eval_policy.action_norm.min, eval_policy.action_norm.max
+    assert torch.all(chunk >= lo - 1e-6) and torch.all(chunk <= hi + 1e-6)
+
+
+def test_sampling_generator_must_live_with_the_data(device):
+    dataset = ChunkDataset(_episodes(), 2, 8).to(device)
+    other = "cuda:0" if device.type == "cpu" else "cpu"
+    stand_in = SimpleNamespace(device=torch.device(other))  # a CPU-only machine cannot build a CUDA generator
+    with pytest.raises(ValueError, match=f"generator is on {other} but the dataset is on {device}"):
+        dataset.sample(4, stand_in)
+
+
+def test_an_unavailable_device_fails_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="'cuda' is not available"):
+        train_bc(_recipe(), _episodes(), tmp_path / "run", progress=False, device="cuda")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_on_another_device_type_warns_and_continues(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train_bc(_recipe(), _episodes(), out, steps=3, progress=False)
+    state_file = out / "checkpoint" / "train" / "state.json"
+    doc = json.loads(state_file.read_text())
+    doc["device"] = "cuda:0"  # as if the first part had run on a GPU
+    state_file.write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match="trained on cuda:0 and resumes on cpu"):
+        res = train_bc(_recipe(), _episodes(), out, steps=6, resume=True, progress=False)
+    assert res["step"] == 6 and np.isfinite(res["loss"])

@@ -119,13 +119,12 @@ def test_bad_arguments(tmp_path):
 
 
 def test_expert_source_is_reproducible(tmp_path):
-    pytest.importorskip("robolearn.sim.experts", reason="scripted experts (robolearn.sim.experts) not in this checkout")
     env = robolearn.make("sim/pick_cube")
     src = make_source("expert", env, SourceOptions(noise=0.1))
     runs = []
-    for _ in range(2):
-        obs, _ = env.reset(seed=3)
-        src.reset(3)
+    for seed in (3, 3, 4):
+        obs, _ = env.reset(seed=seed)
+        src.reset(seed)
         acts = []
         for _ in range(5):
             a = src.act(obs)
@@ -133,8 +132,10 @@ def test_expert_source_is_reproducible(tmp_path):
             obs, *_ = env.step(a)
         runs.append(np.stack(acts))
     env.close()
-    assert runs[0].shape == (5, 7)
+    assert runs[0].shape == (5, 7) and runs[0].dtype == np.float32 and np.all(np.isfinite(runs[0]))
     np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])  # the seed reaches the expert (its noise, the scene)
+    assert np.ptp(runs[0], axis=0).max() > 0  # it acts, rather than repeating one action
 
 
 def _episode_files(d: Path) -> list[Path]:

@@ -111,3 +111,96 @@ def test_per_step_api_history_queue_and_bad_obs(kind):
     loss.backward()
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert policy.obs_encoder.images["front"].keypoints.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind,sample_kw", [("diffusion", {"sampler": "ddim", "steps": 3}),
+                                            ("diffusion", {"sampler": "ddpm", "steps": 4}),
+                                            ("consistency", {"steps": 2})])
+def test_policy_trains_and_samples_on_the_device(kind, sample_kw, device):
+    """Normalizers, image encoder (random crop), noise and sampler all on ``device``; a CPU generator gives
+    the same noise as it does on CPU (evaluators seed one per episode)."""
+    from robolearn.device import make_generator
+
+    cfg_cls = DiffusionConfig if kind == "diffusion" else ConsistencyConfig
+    cfg = cfg_cls(state_dim=3, action_dim=2, cameras=("front",), image_size=20, crop_size=16, **TINY)
+    torch.manual_seed(0)
+    cpu_policy = policy_class(kind)(cfg)
+    policy = policy_class(kind)(cfg).to(device)
+    policy.load_state_dict(cpu_policy.state_dict())
+    policy.set_normalization(-2 * np.ones(3), 2 * np.ones(3), np.array([-0.5, 0.0]), np.array([0.5, 1.0]))
+    cpu_policy.set_normalization(-2 * np.ones(3), 2 * np.ones(3), np.array([-0.5, 0.0]), np.array([0.5, 1.0]))
+    assert policy.device.type == device.type and policy.state_norm.max.device.type == device.type
+    g = torch.Generator().manual_seed(0)
+    batch = {"state": torch.randn(4, 2, 3, generator=g), "action": torch.rand(4, 8, 2, generator=g) - 0.5,
+             "images": {"front": torch.randint(0, 255, (4, 2, 20, 20, 3), dtype=torch.uint8, generator=g)}}
+    on_dev = {"state": batch["state"].to(device), "action": batch["action"].to(device),
+              "images": {"front": batch["images"]["front"].to(device)}}
+    policy.train()
+    loss = policy.compute_loss(on_dev)
+    loss.backward()
+    assert loss.device.type == device.type and torch.isfinite(loss)
+    assert policy.obs_encoder.images["front"].keypoints.weight.grad.abs().sum() > 0
+    policy.eval()
+    obs = {"state": on_dev["state"], "images": on_dev["images"]}
+    a = policy.sample_actions(obs, generator=make_generator(device, 1), **sample_kw)
+    b = policy.sample_actions(obs, generator=make_generator(device, 1), **sample_kw)
+    assert a.device.type == device.type and a.shape == (4, 8, 2) and torch.equal(a, b)
+    assert torch.all(a[..., 0].abs() <= 0.5 + 1e-6) and torch.all((a[..., 1] >= -1e-6) & (a[..., 1] <= 1 + 1e-6))
+    from_cpu_gen = policy.sample_actions(obs, generator=torch.Generator().manual_seed(1), **sample_kw)
+    reference = cpu_policy.eval().sample_actions(
+        {"state": batch["state"], "images": batch["images"]}, generator=torch.Generator().manual_seed(1), **sample_kw)
+    # other noise would differ by O(1); a GPU's TF32 convolutions differ from the CPU's by far less
+    torch.testing.assert_close(from_cpu_gen.cpu(), reference, rtol=0, atol=2e-2)
+    # the per-step API: numpy in, numpy out, whatever the device
+    chunk = policy.act({"state": np.zeros(3, np.float32), "images": {"front": np.zeros((20, 20, 3), np.uint8)}},
+                       generator=make_generator(device, 2), **sample_kw)
+    assert isinstance(chunk, np.ndarray) and chunk.shape == (4, 2) and np.all(np.isfinite(chunk))
+
+
+def test_random_crop_on_the_device(device):
+    from robolearn.device import make_generator
+
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32, device=device).view(2, 3, 6, 6)
+    a = random_crop(x, 4, generator=make_generator(device, 0))
+    assert a.device.type == device.type
+    assert torch.equal(a, random_crop(x, 4, generator=make_generator(device, 0)))
+
+
+def test_constant_action_dimensions_sample_as_that_constant():
+    """A gripper always closed in the demos must not be sampled anywhere in [v - 1, v + 1]."""
+    cfg = DiffusionConfig(state_dim=2, action_dim=3, **TINY)
+    torch.manual_seed(0)
+    policy = policy_class("diffusion")(cfg).eval()
+    policy.set_normalization(np.zeros(2), np.ones(2), np.array([-1.0, 0.0, 1.0]), np.array([1.0, 0.0, 1.0]))
+    assert policy.action_norm.min[0].item() == -1.0 and policy.action_norm.max[0].item() == 1.0  # untouched
+    assert torch.allclose(policy.action_norm.normalize(torch.tensor([0.3, 0.0, 1.0])),
+                          torch.tensor([0.3, 0.0, 0.0]), atol=1e-3)  # training targets as before
+    chunk = policy.sample_actions({"state": torch.randn(5, 2, 2)}, generator=torch.Generator().manual_seed(0))
+    assert chunk[..., 0].abs().max() > 0.1  # the varying dimension varies
+    torch.testing.assert_close(chunk[..., 1], torch.zeros(5, 8), atol=2e-4, rtol=0)
+    torch.testing.assert_close(chunk[..., 2], torch.ones(5, 8), atol=2e-4, rtol=0)
+    with pytest.raises(ValueError, match="shape"):
+        policy.set_normalization(np.zeros(2), np.ones(2), np.zeros(2), np.ones(2))
+
+
+def test_gaussian_policy_acts_on_the_device(device):
+    """The RL policy export acts on any device, deterministically and from a generator (on the device or CPU)."""
+    from robolearn.device import make_generator
+    from robolearn.policies.gaussian.configuration import GaussianConfig
+    from robolearn.policies.gaussian.modeling import GaussianPolicy
+
+    cfg = GaussianConfig(state_dim=3, action_dim=2, cameras=("front",), image_size=16, hidden=(8,),
+                         encoder={"channels": 4, "conv_layers": 1, "feature_dim": 4, "shift_pad": 2})
+    torch.manual_seed(0)
+    cpu_policy = GaussianPolicy(cfg).eval()
+    policy = GaussianPolicy(cfg).eval().to(device)
+    policy.load_state_dict(cpu_policy.state_dict())
+    obs = {"state": np.array([0.1, -0.2, 0.3], np.float32), "images": {"front": np.zeros((16, 16, 3), np.uint8)}}
+    mean_action = policy.act(obs)
+    assert mean_action.shape == (1, 2) and np.all(np.abs(mean_action) < 1)
+    a = policy.act(obs, generator=make_generator(device, 4), deterministic=False)
+    assert np.array_equal(a, policy.act(obs, generator=make_generator(device, 4), deterministic=False))
+    assert not np.allclose(a, mean_action)
+    from_cpu_gen = policy.act(obs, generator=torch.Generator().manual_seed(4), deterministic=False)
+    reference = cpu_policy.act(obs, generator=torch.Generator().manual_seed(4), deterministic=False)
+    np.testing.assert_allclose(from_cpu_gen, reference, rtol=0, atol=1e-2)

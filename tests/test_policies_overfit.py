@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from robolearn.device import make_generator
 from robolearn.policies.consistency.configuration import ConsistencyConfig
 from robolearn.policies.diffusion.configuration import DiffusionConfig
 from robolearn.policies.registry import policy_class
@@ -24,13 +25,13 @@ def _data():
     ("diffusion", 350, {"sampler": "ddim", "steps": 10}, 0.15),
     ("consistency", 150, {"steps": 1}, 0.08),
 ])
-def test_tiny_policy_overfits(kind, steps, sample_kw, max_mean_err):
+def test_tiny_policy_overfits(kind, steps, sample_kw, max_mean_err, device):
     torch.manual_seed(0)
     cfg = (DiffusionConfig if kind == "diffusion" else ConsistencyConfig)(**TINY)
-    policy = policy_class(kind)(cfg)
+    policy = policy_class(kind)(cfg).to(device)
     policy.set_normalization(-torch.ones(2), torch.ones(2), -torch.ones(2), torch.ones(2))
-    obs, act = _data()
-    g = torch.Generator().manual_seed(0)
+    obs, act = (t.to(device) for t in _data())
+    g = make_generator(device, 0)
     before = (policy.eval().sample_actions({"state": obs}, generator=g, **sample_kw) - act).abs().mean().item()
     opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
     batch = {"state": obs.repeat(4, 1, 1), "action": act.repeat(4, 1, 1)}

@@ -2,7 +2,9 @@
 
 DDPM-100 and DDIM-10 (Diffusion Policy) and 1-step / few-step consistency sampling all run the same
 U-Net + encoder architecture, so the ratios isolate the cost of the number of network evaluations.
-Each timing is one ``act(obs)`` call (history update, normalization, sampling, unnormalization).
+Each timing is one ``act(obs)`` call (history update, normalization, sampling, unnormalization). On a GPU
+(``--device cuda``) that call ends by copying the chunk to the host, which waits for the device, so the wall
+time of a call is its full latency.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from robolearn.device import add_device_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--few-steps", type=int, default=3, help="consistency few-step count")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/bench/policy.json")
+    add_device_argument(parser)
 
 
 def time_calls(fn, calls: int, warmup: int) -> dict[str, float]:
@@ -42,7 +47,7 @@ def time_calls(fn, calls: int, warmup: int) -> dict[str, float]:
             "mean_ms": float(ms.mean()), "min_ms": float(ms.min())}
 
 
-def build_pair(args) -> tuple[Any, Any]:
+def build_pair(args, device=None) -> tuple[Any, Any]:
     from robolearn.policies.consistency.configuration import ConsistencyConfig
     from robolearn.policies.consistency.modeling import ConsistencyPolicy
     from robolearn.policies.registry import policy_class
@@ -65,23 +70,28 @@ def build_pair(args) -> tuple[Any, Any]:
         teacher = policy_class("diffusion")(cfg)
     student = ConsistencyPolicy(student_config(teacher.config, ConsistencyConfig(), sigma_max=80.0))
     student.load_state_dict(teacher.state_dict())  # same network, same weights
+    if device is not None:
+        teacher, student = teacher.to(device), student.to(device)
     return teacher.eval(), student.eval()
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from robolearn.device import make_generator, resolve_device
+
     if args.calls < 1:
         raise ValueError("--calls must be >= 1")
+    device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    dp, cp = build_pair(args)
+    dp, cp = build_pair(args, device)
     cfg = dp.config
     rng = np.random.default_rng(0)
     obs: dict[str, Any] = {"state": rng.uniform(-1, 1, cfg.state_dim).astype(np.float32)}
     if cfg.cameras:
         obs["images"] = {c: rng.integers(0, 256, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8) for c in cfg.cameras}
-    gen = torch.Generator().manual_seed(0)
+    gen = make_generator(device, 0)
     variants = {
         "dp_ddpm_100": lambda: dp.act(obs, generator=gen, sampler="ddpm", steps=100),
         "dp_ddim_10": lambda: dp.act(obs, generator=gen, sampler="ddim", steps=10),
@@ -101,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     doc = {
         "benchmark": "policy inference latency, batch 1, one act() call",
         "torch": torch.__version__, "threads": args.threads, "machine": platform.machine(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or device.type,
         "network": {"params": sum(p.numel() for p in dp.parameters()), "down_dims": list(cfg.down_dims),
                     "horizon": cfg.horizon, "state_dim": cfg.state_dim, "action_dim": cfg.action_dim,
                     "cameras": list(cfg.cameras), "source": args.checkpoint or args.recipe},

@@ -20,8 +20,20 @@ from torch import nn
 
 from robolearn.policies.configuration import PolicyConfig
 from robolearn.policies.encoders import ObsEncoder
-from robolearn.policies.normalize import Normalizer
+from robolearn.policies.normalize import MIN_RANGE, Normalizer
 from robolearn.policies.unet1d import ConditionalUnet1D
+
+
+def sample_noise(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard normal noise on ``device`` from ``generator``, wherever that generator lives.
+
+    An evaluator that seeds a CPU generator per episode must get the same noise whether the policy runs on
+    CPU or on a GPU, so a generator on another device draws there and the result is copied over (diffusers'
+    schedulers do the same for their per-step noise).
+    """
+    if generator is None or generator.device.type == torch.device(device).type:
+        return torch.randn(shape, generator=generator, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
 class ChunkPolicy(nn.Module):
@@ -44,10 +56,25 @@ class ChunkPolicy(nn.Module):
         self._obs_history: deque = deque(maxlen=c.n_obs_steps)
         self._action_queue: deque = deque()
 
+    @property
+    def device(self) -> torch.device:
+        return self.action_norm.min.device
+
     # ------------------------------------------------------------------ normalization
     def set_normalization(self, state_min, state_max, action_min, action_max) -> None:
+        """Actions are outputs: a dimension the demos hold constant (a closed gripper, an unused rotation) must
+        come out as that constant. The normalizer widens constant dimensions to +-1 around the value, which
+        suits inputs (an unseen value stays finite) but would let samples wander over that whole interval, so
+        constant action dimensions get the narrowest range it accepts instead. Training targets are the same
+        (the constant maps to 0 either way); only what a sample unnormalizes to changes."""
         self.state_norm.set_stats(state_min, state_max)
-        self.action_norm.set_stats(action_min, action_max)
+        lo = np.asarray(action_min, dtype=np.float64).copy()
+        hi = np.asarray(action_max, dtype=np.float64).copy()
+        if lo.shape == hi.shape:  # else set_stats names the mismatch
+            flat = (hi - lo) < MIN_RANGE
+            mid = (hi + lo) / 2
+            lo[flat], hi[flat] = mid[flat] - MIN_RANGE, mid[flat] + MIN_RANGE
+        self.action_norm.set_stats(lo, hi)
 
     def encode_obs(self, obs: dict[str, Any]) -> torch.Tensor:
         state = obs["state"]
@@ -112,7 +139,7 @@ class ChunkPolicy(nn.Module):
         self._obs_history.append(o)
 
     def _history_batch(self) -> dict[str, Any]:
-        device = self.action_norm.min.device
+        device = self.device
         hist = list(self._obs_history)
         batch: dict[str, Any] = {"state": torch.from_numpy(np.stack([h["state"] for h in hist]))[None].to(device)}
         if self.config.cameras:

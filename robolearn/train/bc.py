@@ -3,12 +3,17 @@
 The loop is shared with distillation (``robolearn.train.distill``): it takes a loss closure, keeps an
 EMA copy for evaluation, logs to tqdm + TensorBoard + ``log.jsonl``, and checkpoints atomically so a
 killed run continues with ``resume=True`` from the same step with the same RNG streams.
+
+Training runs on one torch device (``device=``, the commands' ``--device``): the model, its optimizer
+state, the whole windowed demo set and the sampling generator live there, so a step moves no data
+between host and device. Checkpoints are written from CPU copies and load on any device.
 """
 from __future__ import annotations
 
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -18,6 +23,7 @@ import torch
 import yaml
 
 from robolearn.config_io import ConfigError, from_dict
+from robolearn.device import make_generator, resolve_device
 from robolearn.policies import registry
 from robolearn.policies.configuration import PolicyConfig
 
@@ -150,11 +156,25 @@ class ChunkDataset:
     def action_dim(self) -> int:
         return int(self.action.shape[1])
 
+    @property
+    def device(self) -> torch.device:
+        return self.state.device
+
+    def to(self, device: str | torch.device) -> "ChunkDataset":
+        """Move every array to ``device`` (in place; returns self). Images stay uint8 there: the encoder
+        converts per batch, so a device holds the demo set at its on-disk size."""
+        device = torch.device(device)
+        self.state, self.action = self.state.to(device), self.action.to(device)
+        self.images = {cam: v.to(device) for cam, v in self.images.items()}
+        self.obs_idx, self.act_idx = self.obs_idx.to(device), self.act_idx.to(device)
+        return self
+
     def stats(self) -> dict[str, np.ndarray]:
-        return {
-            "state_min": self.state.min(0).values.numpy(), "state_max": self.state.max(0).values.numpy(),
-            "action_min": self.action.min(0).values.numpy(), "action_max": self.action.max(0).values.numpy(),
-        }
+        def lo_hi(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+            return x.min(0).values.cpu().numpy(), x.max(0).values.cpu().numpy()
+
+        (s_lo, s_hi), (a_lo, a_hi) = lo_hi(self.state), lo_hi(self.action)
+        return {"state_min": s_lo, "state_max": s_hi, "action_min": a_lo, "action_max": a_hi}
 
     def batch(self, idx: torch.Tensor) -> dict[str, Any]:
         o, a = self.obs_idx[idx], self.act_idx[idx]
@@ -164,7 +184,10 @@ class ChunkDataset:
         return out
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, Any]:
-        return self.batch(torch.randint(0, len(self), (batch_size,), generator=generator))
+        """A random batch on the dataset's device; ``generator`` must live there too."""
+        if generator.device.type != self.device.type:
+            raise ValueError(f"sampling generator is on {generator.device} but the dataset is on {self.device}")
+        return self.batch(torch.randint(0, len(self), (batch_size,), generator=generator, device=self.device))
 
 
 # ---------------------------------------------------------------- schedule
@@ -195,18 +218,42 @@ def build_policy(recipe: Recipe, dataset: ChunkDataset):
 LossFn = Callable[[torch.nn.Module, dict[str, Any]], torch.Tensor]
 
 
+def _device_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The default generator of an accelerator: losses draw their noise from it (randn_like on device tensors)."""
+    if device.type == "cuda":
+        return {"device": torch.cuda.get_rng_state(device)}
+    if device.type == "mps":
+        return {"device": torch.mps.get_rng_state()}
+    return {}
+
+
+def _set_device_rng_state(device: torch.device, rng: dict[str, torch.Tensor]) -> None:
+    if "device" not in rng:
+        return
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(rng["device"], device)
+    elif device.type == "mps":
+        torch.mps.set_rng_state(rng["device"])
+
+
 def run_training(policy: torch.nn.Module, loss_fn: LossFn, dataset: ChunkDataset, tcfg: TrainConfig,
                  out: str | Path, *, steps: int | None = None, resume: bool = False,
-                 meta: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train ``policy`` in place; returns {'step', 'loss', 'policy' (the EMA or live model for evaluation)}."""
+                 meta: dict[str, Any] | None = None, progress: bool = True,
+                 device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Train ``policy`` in place on ``device`` (it and ``dataset`` are moved there); returns {'step', 'loss',
+    'first_loss' (this call's first step), 'policy' (the EMA or live model for evaluation)}."""
     from robolearn.policies.ema import EMA
     from robolearn.train import checkpoint as ckpt
 
     out = Path(out)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
     total = int(steps or tcfg.steps)
+    policy.to(dev)
+    dataset.to(dev)
+    # built after the move, so its moments are allocated on the device
     optimizer = torch.optim.AdamW(policy.parameters(), lr=tcfg.lr, betas=tcfg.betas, weight_decay=tcfg.weight_decay)
-    gen = torch.Generator().manual_seed(tcfg.seed)
-    torch.manual_seed(tcfg.seed)
+    gen = make_generator(dev, tcfg.seed)
+    torch.manual_seed(tcfg.seed)  # seeds every device's default generator
     has_ckpt = any((out / n / ckpt.CONFIG_FILE).is_file() for n in ("checkpoint", ".checkpoint.old"))
     start = 0
     ema = EMA(policy, tcfg.ema_power, tcfg.ema_max_decay) if tcfg.ema else None
@@ -218,8 +265,18 @@ def run_training(policy: torch.nn.Module, loss_fn: LossFn, dataset: ChunkDataset
         start = int(state["step"])
         if ema is not None:
             ema.step = int(state.get("ema_step", start))
-        torch.set_rng_state(rng["torch"])
-        gen.set_state(rng["data"])
+        trained_on = torch.device(state.get("device", "cpu"))  # runs before devices were recorded ran on CPU
+        if trained_on.type == dev.type:
+            torch.set_rng_state(rng["torch"])
+            _set_device_rng_state(dev, rng)
+            gen.set_state(rng["data"])
+        else:
+            # a generator's state is device-specific (CPU Mersenne Twister vs. CUDA Philox): it cannot move
+            warnings.warn(f"{out} was trained on {trained_on} and resumes on {dev}: random streams restart from "
+                          f"seed {tcfg.seed} + step {start}, so the run will not match an uninterrupted one exactly",
+                          stacklevel=2)
+            torch.manual_seed(tcfg.seed + start)
+            gen.manual_seed(tcfg.seed + start)
     elif has_ckpt:
         raise ValueError(f"{out} already holds a checkpoint: pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -230,12 +287,12 @@ def run_training(policy: torch.nn.Module, loss_fn: LossFn, dataset: ChunkDataset
             ckpt.write_policy_files(eval_model, tmp, {**(meta or {}), "step": step})
             ckpt.write_train_state(
                 tmp, model=policy, optimizer=optimizer,
-                state={"step": step, "ema_step": ema.step if ema else 0, "total_steps": total},
-                rng={"torch": torch.get_rng_state(), "data": gen.get_state()},
+                state={"step": step, "ema_step": ema.step if ema else 0, "total_steps": total, "device": str(dev)},
+                rng={"torch": torch.get_rng_state(), "data": gen.get_state(), **_device_rng_state(dev)},
             )
 
     if start >= total:
-        return {"step": start, "loss": float("nan"), "policy": ema.model if ema else policy}
+        return {"step": start, "loss": float("nan"), "first_loss": float("nan"), "policy": ema.model if ema else policy}
 
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
@@ -245,6 +302,7 @@ def run_training(policy: torch.nn.Module, loss_fn: LossFn, dataset: ChunkDataset
     policy.train()
     bar = tqdm(range(start, total), initial=start, total=total, disable=not progress, desc="train", dynamic_ncols=True)
     t_last, n_last, loss_sum, loss_n, last_loss = time.perf_counter(), 0, 0.0, 0, float("nan")
+    first_loss = float("nan")
     try:
         for step in bar:
             for g in optimizer.param_groups:
@@ -260,6 +318,8 @@ def run_training(policy: torch.nn.Module, loss_fn: LossFn, dataset: ChunkDataset
             optimizer.step()
             decay = ema.update(policy) if ema is not None else 0.0
             last_loss = float(loss.detach())
+            if step == start:
+                first_loss = last_loss
             loss_sum += last_loss
             loss_n += 1
             n_last += tcfg.batch_size
@@ -281,17 +341,20 @@ def run_training(policy: torch.nn.Module, loss_fn: LossFn, dataset: ChunkDataset
         bar.close()
         writer.close()
         log.close()
-    return {"step": total, "loss": last_loss, "policy": ema.model if ema is not None else policy}
+    return {"step": total, "loss": last_loss, "first_loss": first_loss,
+            "policy": ema.model if ema is not None else policy}
 
 
 def train_bc(recipe: Recipe, episodes: Iterable, out: str | Path, *, steps: int | None = None,
-             resume: bool = False, data_path: str | None = None, progress: bool = True) -> dict[str, Any]:
+             resume: bool = False, data_path: str | None = None, progress: bool = True,
+             device: str | torch.device = "cpu") -> dict[str, Any]:
+    dev = device if isinstance(device, torch.device) else resolve_device(device)  # fail before any work
     dataset = ChunkDataset(list(episodes), recipe.policy.n_obs_steps, recipe.policy.horizon, recipe.policy.cameras)
-    torch.manual_seed(recipe.train.seed)  # initial weights depend on the recipe's seed only
+    torch.manual_seed(recipe.train.seed)  # initial weights depend on the recipe's seed only (built on CPU)
     policy = build_policy(recipe, dataset)
     meta = {"data": data_path, "trainer": "bc", "train": _plain(recipe.train)}
     return run_training(policy, lambda p, b: p.compute_loss(b), dataset, recipe.train, out,
-                        steps=steps, resume=resume, meta=meta, progress=progress)
+                        steps=steps, resume=resume, meta=meta, progress=progress, device=dev)
 
 
 def _plain(cfg) -> dict[str, Any]:

@@ -85,10 +85,8 @@ class ExpertSource:
     def __init__(self, env, options: SourceOptions):
         if options.checkpoint is not None:
             raise ValueError("--checkpoint is only used by --source policy, not by --source expert")
-        try:
-            from robolearn.sim.experts import make_expert
-        except ImportError as exc:
-            raise ValueError(f"scripted experts are not available: {exc}") from None
+        from robolearn.sim.experts import make_expert  # lazy: sim loads MuJoCo, which random/policy sources skip
+
         self._make = make_expert
         self.env = env
         self.noise = options.noise

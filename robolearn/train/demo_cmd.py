@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from robolearn.device import add_device_argument
+
 TASKS = ("sim/pick_cube", "sim/peg_insert")
 
 
@@ -26,6 +28,7 @@ class DemoContext:
     seed: int = 0
     bc_steps: int = 2000
     eval_episodes: int = 20
+    device: str = "auto"  # BC training only; evaluation acts at batch 1, where a small net is fastest on CPU
     summary: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,9 +87,11 @@ def write_videos(ctx: DemoContext) -> dict:
 def train_and_eval_bc(ctx: DemoContext) -> dict:
     """A small diffusion policy trained by BC on the peg demos, evaluated in sim with a rollout video."""
     import json as _json
+    from dataclasses import replace
 
     import torch
 
+    from robolearn.device import resolve_device
     from robolearn.train.bc import load_episodes, load_recipe, train_bc
     from robolearn.train.evaluate import evaluate, load_policy
 
@@ -98,11 +103,16 @@ def train_and_eval_bc(ctx: DemoContext) -> dict:
     run_dir = ctx.out / "peg_bc"
     steps = 40 if ctx.quick else ctx.bc_steps
     episodes = 2 if ctx.quick else ctx.eval_episodes
+    if ctx.quick:  # a short warm-up, and a loss curve with a few points, so the trend of a short run shows
+        recipe = replace(recipe, train=replace(recipe.train, log_every=10, warmup_steps=10))
+    device = resolve_device(ctx.device)
     torch.set_num_threads(1)  # CPU-sized nets: one thread beats OpenMP barriers on a busy machine
-    print(f"\n== behaviour cloning: diffusion policy on {task} demos, {steps} steps ==")
+    print(f"\n== behaviour cloning: diffusion policy on {task} demos, {steps} steps on {device} ==")
     demos = load_episodes(ctx.data_dir(task), success_only=True)
     train = train_bc(recipe, demos, run_dir, steps=steps, resume=(run_dir / "checkpoint").exists(),
-                     data_path=str(ctx.data_dir(task)))
+                     data_path=str(ctx.data_dir(task)), device=device)
+    curve = [[row["step"], round(row["loss"], 5)]
+             for row in map(_json.loads, (run_dir / "log.jsonl").read_text().splitlines())]
     policy = load_policy(run_dir)
     print(f"== evaluating on {task}: {episodes} episodes, DDIM-10 ==")
     result = evaluate(policy, task, episodes=episodes, sampler="ddim", steps=10, video_episodes=1,
@@ -112,7 +122,8 @@ def train_and_eval_bc(ctx: DemoContext) -> dict:
     print(f"{task} BC (diffusion, DDIM-10): success {result['successes']}/{episodes} "
           f"({100 * result['success_rate']:.0f}%, 95% CI {100 * lo:.0f}-{100 * hi:.0f}%), video {result['videos']}")
     return {"task": task, "train_steps": train["step"], "final_loss": round(float(train["loss"]), 5),
-            "episodes": episodes, "success_rate": result["success_rate"], "ci95": [lo, hi],
+            "loss_curve": curve, "device": str(device), "episodes": episodes,
+            "success_rate": result["success_rate"], "ci95": [lo, hi],
             "videos": result["videos"]}
 
 
@@ -141,7 +152,9 @@ def print_summary(summary: dict) -> None:
     for key, value in summary.items():
         if key == "bc":
             lo, hi = value["ci95"]
-            print(f"{'BC peg_insert':>16}: diffusion policy ({value['train_steps']} steps) success "
+            curve = value.get("loss_curve") or [[0, float("nan")]]
+            print(f"{'BC peg_insert':>16}: diffusion policy ({value['train_steps']} steps, loss "
+                  f"{curve[0][1]:.3f} -> {curve[-1][1]:.3f}) success "
                   f"{100 * value['success_rate']:.0f}% over {value['episodes']} episodes "
                   f"(95% CI {100 * lo:.0f}-{100 * hi:.0f}%), rollout video {value['videos']}")
         elif key not in ("collect", "videos", "seconds", "total_seconds") and isinstance(value, dict):
@@ -158,12 +171,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (few episodes, tiny training)")
     parser.add_argument("--stages", default=None, help=f"comma-separated subset of: {', '.join(STAGES)}")
+    add_device_argument(parser)
 
 
 def run(args) -> int:
     episodes = 3 if args.quick and args.episodes == 50 else args.episodes
     ctx = DemoContext(out=Path(args.out), episodes=episodes, noise=args.noise, image_size=args.image_size,
-                      quick=args.quick, bc_steps=args.bc_steps, eval_episodes=args.eval_episodes)
+                      quick=args.quick, bc_steps=args.bc_steps, eval_episodes=args.eval_episodes,
+                      device=args.device)
     stages = [s for s in args.stages.split(",") if s] if args.stages else None
     summary = run_demo(ctx, stages)
     print_summary(summary)

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from robolearn.device import resolve_device
 from robolearn.policies import losses
 from robolearn.policies.configuration import PolicyConfig
 from robolearn.policies.consistency.configuration import ConsistencyConfig
@@ -57,11 +58,15 @@ def teacher_grid(teacher, sigma_min: float, sigma_max: float, levels: int = 0) -
 
 class DistillObjective:
     def __init__(self, teacher, student: ConsistencyPolicy):
+        """Teacher and student must already be on the training device: the noise grid is put there too."""
+        if teacher.device != student.device:
+            raise ValueError(f"teacher is on {teacher.device} but the student is on {student.device}")
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         c = student.config
-        self.sigmas, self.steps = teacher_grid(teacher, c.sigma_min, c.sigma_max, c.distill_levels)
+        sigmas, steps = teacher_grid(teacher, c.sigma_min, c.sigma_max, c.distill_levels)
+        self.sigmas, self.steps = sigmas.to(student.device), steps.to(student.device)
         self.huber_c = c.huber_c or losses.default_huber_c(c.horizon * c.action_dim)
         self.dsm_weight = c.dsm_weight
         self.clip = bool(getattr(teacher.config, "clip_sample", True))
@@ -81,7 +86,7 @@ class DistillObjective:
         with torch.no_grad():
             cond_t = self.teacher.encode_obs(batch)
         x0 = student.action_norm.normalize(batch["action"].float())
-        n_hi = torch.randint(1, len(self.sigmas), (x0.shape[0],))
+        n_hi = torch.randint(1, len(self.sigmas), (x0.shape[0],), device=x0.device)
         s_hi = self.sigmas[n_hi]
         x_hi = x0 + s_hi.view(-1, 1, 1) * torch.randn_like(x0)
         x_lo = self.teacher_step(x_hi, n_hi, cond_t)
@@ -118,7 +123,7 @@ class TrajectoryDistillObjective(DistillObjective):
         x0 = student.action_norm.normalize(batch["action"].float())
         top = len(self.sigmas) - 1
         # half the batch at the top level (what one-step acting uses), half anywhere on the grid
-        n_hi = torch.randint(1, len(self.sigmas), (x0.shape[0],))
+        n_hi = torch.randint(1, len(self.sigmas), (x0.shape[0],), device=x0.device)
         n_hi[: x0.shape[0] // 2] = top
         s_hi = self.sigmas[n_hi]
         x_hi = x0 + s_hi.view(-1, 1, 1) * torch.randn_like(x0)
@@ -131,21 +136,24 @@ OBJECTIVES = {"consistency": DistillObjective, "trajectory": TrajectoryDistillOb
 
 
 def distill(teacher_path: str | Path, recipe, episodes, out: str | Path, *, steps: int | None = None,
-            resume: bool = False, data_path: str | None = None, progress: bool = True) -> dict[str, Any]:
+            resume: bool = False, data_path: str | None = None, progress: bool = True,
+            device: str | torch.device = "cpu") -> dict[str, Any]:
     from robolearn.train import checkpoint as ckpt
     from robolearn.train.bc import ChunkDataset, _plain, run_training
 
-    teacher = ckpt.load_policy(teacher_path, expected_type="diffusion")
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    teacher = ckpt.load_policy(teacher_path, expected_type="diffusion", device=dev)
     if recipe.type != "consistency":
         raise ValueError(f"distill needs a consistency recipe, got type {recipe.type!r}")
     rc = recipe.policy
     sigmas, _ = teacher_grid(teacher, rc.sigma_min, rc.sigma_max, rc.distill_levels)
-    torch.manual_seed(recipe.train.seed)
+    torch.manual_seed(recipe.train.seed)  # a fresh student is initialised on CPU: the same weights on any device
     student = ConsistencyPolicy(student_config(teacher.config, rc, float(sigmas[-1])))
     own = student.state_dict()
     src = teacher.state_dict()
     keep = [k for k in own if k in src and (rc.warm_start or k.startswith(ckpt.NORM_PREFIXES))]
     student.load_state_dict({**own, **{k: src[k] for k in keep}})
+    student.to(dev)
     tc = teacher.config
     dataset = ChunkDataset(list(episodes), tc.n_obs_steps, tc.horizon, tc.cameras)
     if dataset.state_dim != tc.state_dim or dataset.action_dim != tc.action_dim:
@@ -156,4 +164,4 @@ def distill(teacher_path: str | Path, recipe, episodes, out: str | Path, *, step
     meta = {"data": data_path, "trainer": "distill", "teacher": str(teacher_path), "train": _plain(recipe.train)}
     objective = OBJECTIVES[student.config.distill_target](teacher, student)
     return run_training(student, objective, dataset, recipe.train, out,
-                        steps=steps, resume=resume, meta=meta, progress=progress)
+                        steps=steps, resume=resume, meta=meta, progress=progress, device=dev)

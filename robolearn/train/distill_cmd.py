@@ -1,7 +1,9 @@
-"""``robolearn distill --teacher runs/peg_dp --out runs/peg_cp [--policy policies/consistency.yaml] [--data DIR]``"""
+"""``robolearn distill --teacher runs/peg_dp --out runs/peg_cp [--policy policies/consistency.yaml] [--data DIR] [--device auto]``"""
 from __future__ import annotations
 
 import argparse
+
+from robolearn.device import add_device_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,15 +17,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--no-progress", action="store_true")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from robolearn.device import resolve_device
     from robolearn.train import checkpoint as ckpt
     from robolearn.train.bc import load_episodes, load_recipe
     from robolearn.train.distill import distill
 
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = load_recipe(args.policy)
@@ -31,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if not data:
         raise ValueError("the teacher checkpoint does not record its data; pass --data")
     episodes = load_episodes(data, success_only=recipe.train.success_only)
+    print(f"distilling {args.teacher} on {device}")
     result = distill(args.teacher, recipe, episodes, args.out, steps=args.steps, resume=args.resume,
-                     data_path=str(data), progress=not args.no_progress)
+                     data_path=str(data), progress=not args.no_progress, device=device)
     print(f"step {result['step']}: final loss {result['loss']:.5f}; checkpoint in {args.out}/checkpoint")
     return 0

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 import torch
 
 from robolearn.policies import losses
-from robolearn.policies.base import ChunkPolicy
+from robolearn.policies.base import ChunkPolicy, sample_noise
 from robolearn.policies.consistency.configuration import ConsistencyConfig
 
 
@@ -31,7 +31,9 @@ class ConsistencyPolicy(ChunkPolicy):
         """The consistency function f(x, sigma) -> clean normalized chunk."""
         c = self.config
         if self._vp_table is not None:
-            t = losses.sigma_to_timestep(sigma, self._vp_table.to(sigma.device))
+            if self._vp_table.device != sigma.device:  # once per device, not once per network call
+                self._vp_table = self._vp_table.to(sigma.device)
+            t = losses.sigma_to_timestep(sigma, self._vp_table)
             eps = self.net(x / torch.sqrt(1.0 + sigma**2).view(-1, 1, 1), t, cond)
             return losses.vp_eps_consistency_output(x, sigma, eps, c.sigma_data, c.sigma_min)
         _, _, c_in = losses.edm_scalings(sigma, c.sigma_data, c.sigma_min)
@@ -64,10 +66,10 @@ class ConsistencyPolicy(ChunkPolicy):
         sigmas = self.step_sigmas(steps).to(cond.device)
         b = cond.shape[0]
         shape = (b, c.horizon, c.action_dim)
-        x = sigmas[0] * torch.randn(shape, generator=generator, device=cond.device)
+        x = sigmas[0] * sample_noise(shape, generator, cond.device)
         x0 = self.denoise(x, sigmas[0].expand(b), cond).clamp(-1.0, 1.0)
         for sigma in sigmas[1:]:
-            noise = torch.randn(shape, generator=generator, device=cond.device)
+            noise = sample_noise(shape, generator, cond.device)
             x = x0 + torch.sqrt(sigma**2 - c.sigma_min**2) * noise
             x0 = self.denoise(x, sigma.expand(b), cond).clamp(-1.0, 1.0)
         return x0

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 import torch
 
 from robolearn.policies import losses
-from robolearn.policies.base import ChunkPolicy
+from robolearn.policies.base import ChunkPolicy, sample_noise
 from robolearn.policies.diffusion.configuration import DiffusionConfig
 
 
@@ -37,7 +37,8 @@ class DiffusionPolicy(ChunkPolicy):
         self._samplers: dict[tuple[str, int], Any] = {}
 
     def alphas_cumprod(self) -> torch.Tensor:
-        return self.train_scheduler.alphas_cumprod.float()
+        """On CPU always: diffusers' add_noise moves the table to the training device as a side effect."""
+        return self.train_scheduler.alphas_cumprod.float().cpu()
 
     def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.net(x_t, t, cond)
@@ -66,8 +67,9 @@ class DiffusionPolicy(ChunkPolicy):
             steps = self.config.num_train_timesteps if kind == "ddpm" else self.config.num_inference_steps
         sched = self._sampler(kind, int(steps))
         b = cond.shape[0]
-        x = torch.randn((b, self.config.horizon, self.config.action_dim), generator=generator, device=cond.device)
-        for t in sched.timesteps:
-            eps = self.net(x, t.expand(b), cond)
+        x = sample_noise((b, self.config.horizon, self.config.action_dim), generator, cond.device)
+        # the scheduler indexes its CPU tables with t; the network wants t where cond is
+        for t, t_dev in zip(sched.timesteps, sched.timesteps.to(cond.device)):
+            eps = self.net(x, t_dev.expand(b), cond)
             x = sched.step(eps, t, x, generator=generator).prev_sample
         return x

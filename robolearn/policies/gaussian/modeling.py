@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robolearn.policies.base import sample_noise
 from robolearn.policies.features import FeatureEncoder
 from robolearn.policies.gaussian.configuration import GaussianConfig
 
@@ -118,7 +119,7 @@ class GaussianPolicy(nn.Module):
         if deterministic:
             action = torch.tanh(mean)
         else:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+            noise = sample_noise(tuple(mean.shape), generator, mean.device)
             action, _ = tanh_gaussian_sample(mean, log_std, noise)
         return action.cpu().numpy().astype(np.float32)
 
