@@ -38,19 +38,22 @@ class BackendError(ValueError):
 
 class _NativeQ(torch.autograd.Function):
     """Q of every member at (features, actions) from the C++ operator, differentiable in the actions
-    (d Q / d a comes from the same pass); the critic's weights get no gradient here (actor losses only)."""
+    (d Q / d a comes from the same pass); the critic's weights get no gradient here (actor losses only).
+    ``pre`` = (Q, dQ/da) already computed at these inputs (by the critic step, see ``SharedCritic.update``)."""
 
     @staticmethod
-    def forward(ctx, features: torch.Tensor, actions: torch.Tensor, params: list) -> torch.Tensor:
-        x = torch.cat([features.detach(), actions.detach()], dim=-1).contiguous()
-        q, dq_da = native_ops.q_input_grad(x, params, features.shape[-1])
+    def forward(ctx, features: torch.Tensor, actions: torch.Tensor, params: list, pre=None) -> torch.Tensor:
+        if pre is None:
+            x = torch.cat([features.detach(), actions.detach()], dim=-1).contiguous()
+            pre = native_ops.q_input_grad(x, params, features.shape[-1])
+        q, dq_da = pre
         ctx.save_for_backward(dq_da)
         return q
 
     @staticmethod
     def backward(ctx, grad_q: torch.Tensor):
         (dq_da,) = ctx.saved_tensors
-        return None, (grad_q.unsqueeze(-1) * dq_da).sum(0), None
+        return None, (grad_q.unsqueeze(-1) * dq_da).sum(0), None, None
 
 
 class SharedCritic:
@@ -75,6 +78,7 @@ class SharedCritic:
             if self.encoder.has_params:
                 self._fwd_encoder = torch.compile(self.encoder, dynamic=False)
         self._native_key = None
+        self._prefetch = None  # (actions, Q, dQ/da) evaluated by the last native step at the actor's actions
 
     # Backend choice ------------------------------------------------------------------------------
     def native_unsupported(self, extra_loss: bool) -> str | None:
@@ -113,7 +117,10 @@ class SharedCritic:
     def q(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q of every member, (E, B), differentiable in ``actions`` (for actor losses)."""
         if self.backend == "native":
-            return _NativeQ.apply(features, actions, self._net_params)
+            pre, self._prefetch = self._prefetch, None
+            if pre is not None and (pre[0] is not actions or pre[1].shape[1] != features.shape[0]):
+                pre = None
+            return _NativeQ.apply(features, actions, self._net_params, None if pre is None else pre[1:])
         return self._fwd_net(features, actions)
 
     @torch.no_grad()
@@ -136,21 +143,38 @@ class SharedCritic:
 
     def update(self, obs: dict, action: torch.Tensor, reward: torch.Tensor, discount: torch.Tensor,
                next_obs: dict, next_action: NextAction, members: torch.Tensor,
-               extra_loss: ExtraLoss | None = None) -> tuple[dict[str, float], torch.Tensor]:
-        """One TD step (+ Polyak). Returns (metrics, the batch's features, detached) for the actor side."""
+               extra_loss: ExtraLoss | None = None,
+               actor_actions: Callable[[torch.Tensor], torch.Tensor] | None = None
+               ) -> tuple[dict[str, float], torch.Tensor]:
+        """One TD step (+ Polyak). Returns (metrics, the batch's features, detached) for the actor side.
+
+        ``actor_actions(features) -> actions`` (optional) is called with the batch's features before the
+        step; a later ``q(features, those actions)`` then reuses the native step's own pass over the updated
+        members (same values as a separate call, without reading the weights again)."""
         target = self.td_target(reward, discount, next_obs, next_action, members)
         if self.backend == "native":
             if extra_loss is not None:
                 raise BackendError("backend 'native' cannot add an extra critic loss")
             with torch.no_grad():
                 feat = self.encoder(obs)
+            pi = actor_actions(feat) if actor_actions is not None else None
+            with torch.no_grad():
                 x = torch.cat([feat, action], dim=-1).contiguous()
                 args = self._native_args()
                 torch._foreach_add_(args[3], 1.0)  # Adam's step counters (the operator expects them incremented)
-                loss, q = native_ops.critic_step(x, target.contiguous(), self._net_params, args[0], args[1],
-                                                 self._target_params, args[3][0], *args[2], self.cfg.tau)
+                if pi is None:
+                    loss, q = native_ops.critic_step(x, target.contiguous(), self._net_params, args[0], args[1],
+                                                     self._target_params, args[3][0], *args[2], self.cfg.tau)
+                else:
+                    x_pi = torch.cat([feat, pi.detach()], dim=-1).contiguous()
+                    loss, q, q_pi, dq = native_ops.critic_step_q(
+                        x, target.contiguous(), self._net_params, args[0], args[1], self._target_params, args[3][0],
+                        *args[2], self.cfg.tau, x_pi, feat.shape[-1])
+                    self._prefetch = (pi, q_pi, dq)
             return {"critic_loss": float(loss), "q_mean": float(q.mean())}, feat
         feat = self.encode(obs)
+        if actor_actions is not None:
+            actor_actions(feat.detach())
         q = self._fwd_net(feat, action)
         loss = losses.critic_loss(q, target)
         metrics: dict[str, float] = {}

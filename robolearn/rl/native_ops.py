@@ -37,7 +37,7 @@ def load() -> str | None:
         try:
             if os.environ.get("ROBOLEARN_NATIVE_OPS", "1") == "0":
                 raise RuntimeError("disabled by ROBOLEARN_NATIVE_OPS=0")
-            if not hasattr(torch.ops, "robolearn_rl") or not hasattr(torch.ops.robolearn_rl, "critic_step"):
+            if not hasattr(torch.ops, "robolearn_rl") or not hasattr(torch.ops.robolearn_rl, "critic_step_q"):
                 from torch.utils import cpp_extension
 
                 # the headers' hash in the flags: PyTorch rebuilds when sources or flags change, not headers
@@ -89,3 +89,10 @@ def critic_step(x, y, params, exp_avg, exp_avg_sq, target, step, lr, beta1, beta
     Polyak into ``target``, all in place. Returns (loss, Q before the step)."""
     return torch.ops.robolearn_rl.critic_step(x, y, params, exp_avg, exp_avg_sq, target, step,
                                                     lr, beta1, beta2, eps, tau)
+
+
+def critic_step_q(x, y, params, exp_avg, exp_avg_sq, target, step, lr, beta1, beta2, eps, tau, x_after, in_start):
+    """``critic_step``, then every member's Q and d Q / d x_after[:, in_start:] at ``x_after`` right after that
+    member's update (weights still in cache). Returns (loss, Q before, Q after at x_after, dQ/dx_after)."""
+    return torch.ops.robolearn_rl.critic_step_q(x, y, params, exp_avg, exp_avg_sq, target, step, lr, beta1, beta2,
+                                                eps, tau, x_after, in_start)

@@ -109,14 +109,13 @@ class SAC(Algorithm):
             return a, (-alpha * logp if self.cfg.backup_entropy else None)
         return fn
 
-    def actor_loss(self, feat: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor, demo_action: torch.Tensor,
+    def actor_loss(self, feat: torch.Tensor, pi: dict, alpha: torch.Tensor, demo_action: torch.Tensor,
                    demo_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.actor(feat)
-        action, logp = losses.tanh_gaussian_sample(mean, log_std, noise)
-        loss = losses.actor_loss(self.critic.q(feat, action), logp, alpha, self.cfg.q_normalize)
+        """``pi`` = the actor's sample at ``feat`` (mean, action, logp), drawn before the critic step."""
+        loss = losses.actor_loss(self.critic.q(feat, pi["action"]), pi["logp"], alpha, self.cfg.q_normalize)
         if self.cfg.bc_weight > 0:
-            loss = loss + self.cfg.bc_weight * losses.bc_loss(torch.tanh(mean), demo_action, demo_mask)
-        return loss, logp.detach()
+            loss = loss + self.cfg.bc_weight * losses.bc_loss(torch.tanh(pi["mean"]), demo_action, demo_mask)
+        return loss, pi["logp"].detach()
 
     def update(self, batch: dict, update_actor: bool = True) -> dict[str, float]:
         """One critic step (and, when ``update_actor``, one actor + temperature step)."""
@@ -127,14 +126,24 @@ class SAC(Algorithm):
         next_noise = torch.randn((b, self.action_dim), generator=g, device=self.device)
         members = torch.randperm(cfg.num_critics, generator=g, device=self.device)[: cfg.critic_subset]
         alpha = self.alpha
-        metrics, feat = self.critic.update(obs, batch["action"], batch["reward"], batch["discount"], next_obs,
-                                           self.next_action(next_noise, alpha), members)
-        if update_actor:
+        pi: dict = {}
+
+        def actor_actions(feat: torch.Tensor) -> torch.Tensor:
+            # the actor's sample at the batch's features; the actor is not changed by the critic step, so it
+            # can be drawn first and the native critic evaluates it in the same pass as its update
             noise = torch.randn((b, self.action_dim), generator=g, device=self.device)
+            pi["mean"], log_std = self.actor(feat)
+            pi["action"], pi["logp"] = losses.tanh_gaussian_sample(pi["mean"], log_std, noise)
+            return pi["action"]
+
+        metrics, feat = self.critic.update(obs, batch["action"], batch["reward"], batch["discount"], next_obs,
+                                           self.next_action(next_noise, alpha), members,
+                                           actor_actions=actor_actions if update_actor else None)
+        if update_actor:
             demo_mask = batch.get("is_demo")
             if demo_mask is None:
                 demo_mask = torch.zeros(b, dtype=torch.bool, device=self.device)
-            a_loss, logp = self.actor_loss(feat, noise, alpha, batch["action"], demo_mask)
+            a_loss, logp = self.actor_loss(feat, pi, alpha, batch["action"], demo_mask)
             grads = torch.autograd.grad(a_loss, self.actor_params)  # no wasted critic weight grads
             for p, gr in zip(self.actor_params, grads):
                 p.grad = gr

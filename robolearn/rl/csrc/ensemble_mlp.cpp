@@ -346,6 +346,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_critic_step_
   return {loss, q, q_after, dx_after};
 }
 
+// The critic step, then each member's Q and dQ/da at `x_after` (the actor's actions) as soon as that
+// member is updated, while its weights are still in this core's cache: the actor loss's critic pass.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_critic_step_q(
+    const at::Tensor& x, const at::Tensor& y, at::TensorList params, at::TensorList exp_avg, at::TensorList exp_avg_sq,
+    at::TensorList target, const at::Tensor& step, double lr, double beta1, double beta2, double eps, double tau,
+    const at::Tensor& x_after, int64_t in_start) {
+  return ensemble_critic_step_then_q_input_grad(x, y, params, exp_avg, exp_avg_sq, target, step, lr, beta1, beta2,
+                                                eps, tau, &x_after, in_start);
+}
+
 }  // namespace robolearn
 
 TORCH_LIBRARY(robolearn_rl, m) {
@@ -353,10 +363,14 @@ TORCH_LIBRARY(robolearn_rl, m) {
   m.def("q_input_grad(Tensor x, Tensor[] params, int in_start) -> (Tensor, Tensor)");
   m.def("critic_step(Tensor x, Tensor y, Tensor(a!)[] params, Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, "
         "Tensor(d!)[] target, Tensor step, float lr, float beta1, float beta2, float eps, float tau) -> (Tensor, Tensor)");
+  m.def("critic_step_q(Tensor x, Tensor y, Tensor(a!)[] params, Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, "
+        "Tensor(d!)[] target, Tensor step, float lr, float beta1, float beta2, float eps, float tau, Tensor x_after, "
+        "int in_start) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(robolearn_rl, CPU, m) {
   m.impl("forward", &robolearn::ensemble_forward);
   m.impl("q_input_grad", &robolearn::ensemble_q_input_grad);
   m.impl("critic_step", &robolearn::ensemble_critic_step);
+  m.impl("critic_step_q", &robolearn::ensemble_critic_step_q);
 }
