@@ -181,8 +181,6 @@ def test_an_extra_critic_loss_cannot_run_native(ops):
     assert _CriticLossSAC(SACConfig(**SMALL), AlgoSpec(3, 2)).backend == "eager"  # auto: never a silent loss change
 
 
-@pytest.mark.xfail(strict=True, reason="rl/sac.py:71 passes algo_name=\"sac\" to SharedCritic instead of self.name, "
-                                       "so a subclass's BackendError names 'sac', not the algorithm that was requested")
 def test_the_backend_error_names_the_subclass_not_sac(ops):
     with pytest.raises(BackendError, match=r"'_criticlosssac'"):
         _CriticLossSAC(SACConfig(**SMALL, backend="native"), AlgoSpec(3, 2))

@@ -68,7 +68,7 @@ class SAC(Algorithm):
 
     def __init__(self, cfg: SACConfig, spec: AlgoSpec, device="cpu", seed: int = 0):
         super().__init__(cfg, spec, device, seed)
-        self.critic = SharedCritic(cfg, spec, self.device, algo_name="sac", extra_loss=self.uses_critic_extra_loss)
+        self.critic = SharedCritic(cfg, spec, self.device, algo_name=self.name, extra_loss=self.uses_critic_extra_loss)
         self.actor = GaussianActor(self.critic.encoder.out_dim, self.action_dim, cfg.hidden, cfg.layer_norm,
                                    cfg.log_std_min, cfg.log_std_max).to(self.device)
         self.temperature = Temperature(cfg.init_temperature).to(self.device)

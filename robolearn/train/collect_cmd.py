@@ -282,7 +282,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cameras", default="", help="comma-separated camera names, e.g. front,wrist")
     parser.add_argument("--image-size", type=int, default=84)
     parser.add_argument("--max-steps", type=int, default=None, help="truncate episodes after this many steps")
-    parser.add_argument("--checkpoint", default=None, help="policy checkpoint folder (for policy sources)")
+    parser.add_argument("--checkpoint", default=None, help="policy checkpoint folder or run directory (BC or RL)")
+    parser.add_argument("--allow-env-mismatch", action="store_true",
+                        help="run a policy trained on another env (an intended transfer)")
     parser.add_argument("--json", action="store_true", help="print the final summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
