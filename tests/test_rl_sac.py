@@ -42,7 +42,7 @@ def _to(x, device):
 
 
 def test_config_validation_names_the_field():
-    from robolearn.train.rl_config import TrainConfig
+    from robolearn.train.rl_config import RLTrainConfig
 
     with pytest.raises(ValueError, match="critic_subset"):
         SACConfig(num_critics=2, critic_subset=3)
@@ -59,7 +59,7 @@ def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="hidden"):
         SACConfig(hidden=())
     with pytest.raises(ValueError, match="utd_ratio"):  # a loop setting now: the trainer's config
-        TrainConfig(utd_ratio=0)
+        RLTrainConfig(utd_ratio=0)
     assert SACConfig(target_clip=[0, 1]).target_clip == (0.0, 1.0)
     with pytest.raises(ValueError, match="shift_pad"):
         EncoderConfig(shift_pad=-1)

@@ -157,7 +157,7 @@ def _build(spec: dict, robot: dict):
             import torch
 
             torch.set_num_threads(int(spec.get("threads", 1)))
-        policy = load_policy_object(spec.get("checkpoint"), spec.get("policy"))
+        policy = load_policy_object(spec.get("checkpoint"), spec.get("policy"), spec.get("device", "cpu"))
     kin, obs_builder = build_kinematics(cfg)
     return LocalInference(policy, obs_builder, build_mapper(cfg, kin))
 

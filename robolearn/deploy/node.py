@@ -113,14 +113,17 @@ class NodeCore:
         return topic.endswith("/compressed")
 
 
-def load_policy_object(checkpoint: str | None = None, policy_file: str | None = None):
-    """A policy from a checkpoint folder, or ``file.py:Name`` (a class / factory called with no arguments)."""
+def load_policy_object(checkpoint: str | None = None, policy_file: str | None = None, device: str = "cpu"):
+    """A policy from a checkpoint folder (BC or RL run), or ``file.py:Name`` (a class / factory called with no
+    arguments)."""
     if bool(checkpoint) == bool(policy_file):
         raise ValueError("give exactly one of --checkpoint DIR or --policy FILE.py:NAME")
     if checkpoint:
         from robolearn.train.checkpoint import load_policy
 
-        policy = load_policy(checkpoint)
+        from robolearn.device import resolve_device
+
+        policy = load_policy(checkpoint, device=resolve_device(device))
         return _NoGrad(policy)
     path, _, name = policy_file.rpartition(":")
     if not path or not name:

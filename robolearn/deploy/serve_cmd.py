@@ -13,8 +13,10 @@ import time
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint folder (config.json + model.safetensors)")
+    src.add_argument("--checkpoint", help="checkpoint folder or run directory (BC or RL)")
     src.add_argument("--policy", help="path/to/file.py:Name, an object with reset() and act(obs) -> (H, A)")
+    p.add_argument("--device", default="cpu",
+                   help="auto|cpu|cuda|mps for the policy (default cpu: small nets at batch 1 are fastest there)")
     p.add_argument("--robot", default="hardware/sim_arm.yaml", help="robot config YAML")
     p.add_argument("--transport", choices=("dds", "rclpy"), default="dds")
     p.add_argument("--domain", type=int, default=0, help="DDS domain id (dds transport)")
@@ -44,13 +46,14 @@ def run(args) -> int:
     cfg = RobotConfig.load(args.robot)
     spec = policy = None
     if args.inference == "process" and args.transport == "dds":
-        spec = {"checkpoint": args.checkpoint, "policy": args.policy, "threads": max(1, args.torch_threads)}
+        spec = {"checkpoint": args.checkpoint, "policy": args.policy, "threads": max(1, args.torch_threads),
+                "device": args.device}
     else:
         if args.checkpoint:
             import torch
 
             torch.set_num_threads(max(1, args.torch_threads))
-        policy = load_policy_object(args.checkpoint, args.policy)
+        policy = load_policy_object(args.checkpoint, args.policy, args.device)
     overrides = dict(refill_threshold=args.refill_threshold, new_weight=args.new_weight, freeze=args.freeze,
                      rt_priority=args.rt_priority, inference_nice=args.inference_nice)
     if args.transport == "rclpy":

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import yaml
 
+from robolearn.data.windows import episode_windows
 from robolearn.config_io import ConfigError, from_dict
 from robolearn.device import make_generator, resolve_device
 from robolearn.policies import registry
@@ -30,7 +31,7 @@ from robolearn.policies.configuration import PolicyConfig
 
 # ---------------------------------------------------------------- recipe
 @dataclass
-class TrainConfig:
+class BCTrainConfig:
     steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-4
@@ -61,7 +62,7 @@ class TrainConfig:
 class Recipe:
     type: str
     policy: PolicyConfig
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: BCTrainConfig = field(default_factory=BCTrainConfig)
 
 
 RECIPE_KEYS = ("type", "policy", "train")
@@ -77,7 +78,7 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
         raise ConfigError(f"{where}: missing 'type' (one of {', '.join(registry.names())})")
     name = data["type"]
     cfg = from_dict(registry.config_class(name), data.get("policy") or {}, where=f"{where}.policy")
-    tcfg = from_dict(TrainConfig, data.get("train") or {}, where=f"{where}.train")
+    tcfg = from_dict(BCTrainConfig, data.get("train") or {}, where=f"{where}.train")
     return Recipe(name, cfg, tcfg)
 
 
@@ -128,11 +129,9 @@ class ChunkDataset:
                 if cam not in ep.images:
                     raise KeyError(f"episode {getattr(ep, 'name', '?')} has no camera {cam!r} (has {sorted(ep.images)})")
                 images[cam].append(np.asarray(ep.images[cam][:t_len]))
-            cur = np.arange(t_len)
-            o = cur[:, None] + np.arange(-(n_obs_steps - 1), 1)[None, :]
-            a = cur[:, None] + np.arange(-(n_obs_steps - 1), horizon - n_obs_steps + 1)[None, :]
-            obs_idx.append(offset + np.clip(o, 0, t_len - 1))
-            act_idx.append(offset + np.clip(a, 0, t_len - 1))
+            o, a = episode_windows(t_len, n_obs_steps, horizon)  # the windows replay buffers sample too
+            obs_idx.append(offset + o)
+            act_idx.append(offset + a)
             offset += t_len
         if offset == 0:
             raise ValueError("ChunkDataset: all episodes are empty")
@@ -236,7 +235,7 @@ def _set_device_rng_state(device: torch.device, rng: dict[str, torch.Tensor]) ->
         torch.mps.set_rng_state(rng["device"])
 
 
-def run_training(policy: torch.nn.Module, loss_fn: LossFn, dataset: ChunkDataset, tcfg: TrainConfig,
+def run_training(policy: torch.nn.Module, loss_fn: LossFn, dataset: ChunkDataset, tcfg: BCTrainConfig,
                  out: str | Path, *, steps: int | None = None, resume: bool = False,
                  meta: dict[str, Any] | None = None, progress: bool = True,
                  device: str | torch.device = "cpu") -> dict[str, Any]:

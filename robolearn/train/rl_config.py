@@ -15,7 +15,7 @@ from robolearn.rl.algorithm import AlgoConfig
 
 
 @dataclass
-class TrainConfig:
+class RLTrainConfig:
     steps: int = 20_000
     warmup_steps: int = 1_000          # env steps before the first update
     random_warmup: bool = True         # uniform random actions during warm-up (else the initial policy)
@@ -50,7 +50,7 @@ class TrainConfig:
 class RunConfig:
     algo: str = "rlpd"
     agent: AlgoConfig = field(default_factory=AlgoConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: RLTrainConfig = field(default_factory=RLTrainConfig)
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -73,7 +73,7 @@ def build_config(algo: str, recipe: dict | None = None, overrides: dict | None =
         raise ConfigError(f"{where}: unknown section(s) {', '.join(map(repr, unknown))}; known: algo, agent, train")
     cls = registry.algorithm_class(algo).config_class
     agent = from_dict(cls, data.get("agent") or {}, where=f"{where} agent ({algo})")
-    train = from_dict(TrainConfig, data.get("train") or {}, where=f"{where} train")
+    train = from_dict(RLTrainConfig, data.get("train") or {}, where=f"{where} train")
     return RunConfig(algo=algo, agent=agent, train=train)
 
 
