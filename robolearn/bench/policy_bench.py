@@ -48,31 +48,10 @@ def time_calls(fn, calls: int, warmup: int) -> dict[str, float]:
 
 
 def build_pair(args, device=None) -> tuple[Any, Any]:
-    from robolearn.policies.consistency.configuration import ConsistencyConfig
-    from robolearn.policies.consistency.modeling import ConsistencyPolicy
-    from robolearn.policies.registry import policy_class
-    from robolearn.train.distill import student_config
+    """(DDPM/DDIM teacher, consistency student) on one network: the deploy module's pair, from the CLI args."""
+    from robolearn.deploy.synthetic_policies import diffusion_consistency_pair
 
-    if args.checkpoint:
-        from robolearn.train.checkpoint import load_policy
-
-        teacher = load_policy(args.checkpoint, expected_type="diffusion")
-    else:
-        from dataclasses import replace
-
-        from robolearn.train.bc import load_recipe
-
-        recipe = load_recipe(args.recipe)
-        if recipe.type != "diffusion":
-            raise ValueError(f"--recipe must be a diffusion recipe, got {recipe.type!r}")
-        cfg = replace(recipe.policy, state_dim=recipe.policy.state_dim or args.state_dim,
-                      action_dim=recipe.policy.action_dim or args.action_dim)
-        teacher = policy_class("diffusion")(cfg)
-    student = ConsistencyPolicy(student_config(teacher.config, ConsistencyConfig(), sigma_max=80.0))
-    student.load_state_dict(teacher.state_dict())  # same network, same weights
-    if device is not None:
-        teacher, student = teacher.to(device), student.to(device)
-    return teacher.eval(), student.eval()
+    return diffusion_consistency_pair(args.checkpoint, args.recipe, args.state_dim, args.action_dim, device)
 
 
 def run(args: argparse.Namespace) -> int:
