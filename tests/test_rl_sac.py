@@ -41,6 +41,13 @@ def _to(x, device):
     return x.to(device)
 
 
+def _as_buffer(states: torch.Tensor):
+    """The two fields of a demo buffer that ``prepare`` reads: stored states and their episode ids (>= 0)."""
+    import types
+
+    return types.SimpleNamespace(state=states.numpy(), episode=np.zeros(len(states), np.int64))
+
+
 def test_config_validation_names_the_field():
     from robolearn.train.rl_config import RLTrainConfig
 
@@ -170,10 +177,10 @@ def test_state_standardization_is_fixed_saved_and_exported():
     # prepare() fixes them from the demos when normalize_state is on, and only then
     demos = states.repeat(4, 1) + torch.linspace(0, 0.1, 12).unsqueeze(1)
     off = SAC(SACConfig(**TINY), SPEC, seed=0)
-    off.prepare(demos)
+    off.prepare(_as_buffer(demos))
     assert torch.equal(off.critic.encoder.state_norm.max, torch.ones(3))
     agent = SAC(SACConfig(**TINY, normalize_state=True), SPEC, seed=0)
-    agent.prepare(demos)
+    agent.prepare(_as_buffer(demos))
     lo = agent.critic.encoder.state_norm.min.clone()
     assert torch.allclose(lo, demos.mean(0) - demos.std(0).clamp_min(1e-2), atol=1e-6)
     for i in range(2):  # training never moves them
@@ -249,7 +256,7 @@ def test_native_backend_matches_eager(options, alternate):
         native = SAC(SACConfig(**{**cfg, "backend": "native"}), SPEC, seed=4)
         assert native.backend == "native" and eager.backend == "eager"
         demos = torch.randn(64, 3) * 3 + 2
-        eager.prepare(demos), native.prepare(demos)
+        eager.prepare(_as_buffer(demos)), native.prepare(_as_buffer(demos))
         batches = [_batch(b=256, seed=i) for i in range(4)]
         schedule = [i % 2 == 0 for i in range(4)] if alternate else [True] * 4
         _assert_same_run(eager, native, batches, schedule)

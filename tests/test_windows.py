@@ -1,5 +1,6 @@
 """Action-chunk windows: one definition (data/windows.py) for BC's dataset and the replay buffer."""
 import numpy as np
+import torch
 
 from robolearn.data.replay import ObsSpec, ReplayBuffer
 from robolearn.data.windows import episode_windows
@@ -47,3 +48,17 @@ def test_extra_fields_and_monte_carlo_returns():
     with pytest.raises(KeyError, match="not declared"):
         buf.start_episode({"state": np.zeros(1, np.float32)})
         buf.add(np.zeros(1, np.float32), 0.0, {"state": np.zeros(1, np.float32)}, False, False, {"nope": 1.0})
+
+
+def test_batches_carry_histories_and_chunks_when_an_algorithm_asks():
+    buf = ReplayBuffer(64, ObsSpec(1), 1, seed=0)
+    buf.start_episode({"state": np.zeros(1, np.float32)})
+    for t in range(5):
+        buf.add(np.array([t], np.float32), 0.0, {"state": np.array([t + 1], np.float32)}, False, t == 4)
+    b = buf.gather(np.array([0, 3]), 0.9, windows=(2, 4))
+    # history ends at the sampled obs (first frame repeated at the start); s' history ends at s'
+    assert b["obs_history"]["state"][..., 0].tolist() == [[0, 0], [2, 3]]
+    assert b["next_obs_history"]["state"][..., 0].tolist() == [[0, 1], [3, 4]]
+    assert torch.equal(b["obs_history"]["state"][:, -1], b["obs"]["state"])
+    assert torch.equal(b["next_obs_history"]["state"][:, -1], b["next_obs"]["state"])
+    assert b["action_chunk"][..., 0].tolist() == [[0, 0, 1, 2], [2, 3, 4, 4]]

@@ -25,14 +25,16 @@ class Mixer:
         self.online, self.demos = online, demos
         self.demo_fraction = demo_fraction if demos is not None else 0.0
 
-    def sample(self, batch_size: int, discount: float, n_step: int = 1) -> dict:
+    def sample(self, batch_size: int, discount: float, n_step: int = 1,
+               windows: tuple[int, int] | None = None) -> dict:
         """Demo rows first, then online rows; ``is_demo`` marks them (for optional BC terms)."""
         n_demo, n_online = split_counts(batch_size, self.demo_fraction)
         if n_demo == 0:
-            batch = self.online.sample(n_online, discount, n_step)
+            batch = self.online.sample(n_online, discount, n_step, windows)
         elif n_online == 0 or len(self.online) == 0:
-            batch, n_demo = self.demos.sample(batch_size, discount, n_step), batch_size
+            batch, n_demo = self.demos.sample(batch_size, discount, n_step, windows), batch_size
         else:
-            batch = _cat(self.demos.sample(n_demo, discount, n_step), self.online.sample(n_online, discount, n_step))
+            batch = _cat(self.demos.sample(n_demo, discount, n_step, windows),
+                         self.online.sample(n_online, discount, n_step, windows))
         batch["is_demo"] = torch.arange(batch_size) < n_demo
         return batch

@@ -205,8 +205,12 @@ class ReplayBuffer:
                 raise RuntimeError("could not draw valid transitions (buffer nearly empty?)")
         return idx
 
-    def gather(self, idx: np.ndarray, discount: float, n_step: int = 1) -> dict:
-        """n-step transitions starting at slots ``idx``: reward = sum gamma^k r, discount = gamma^m (1 - done)."""
+    def gather(self, idx: np.ndarray, discount: float, n_step: int = 1,
+               windows: tuple[int, int] | None = None) -> dict:
+        """n-step transitions starting at slots ``idx``: reward = sum gamma^k r, discount = gamma^m (1 - done).
+
+        ``windows`` = (n_obs_steps, horizon) adds ``obs_history`` / ``next_obs_history`` ((B, n_obs, ...),
+        at s and at the bootstrap s') and ``action_chunk`` ((B, horizon, A) from s), padded like BC's."""
         cap = self.capacity
         idx = np.asarray(idx)
         ep0 = self.episode[idx]
@@ -234,6 +238,12 @@ class ReplayBuffer:
         for name, arr in self.extras.items():
             out[name] = torch.from_numpy(arr[idx])
             out[f"next_{name}"] = torch.from_numpy(arr[boot])
+        if windows is not None:  # chunk policies' inputs: obs histories at s and s', the action chunk from s
+            n_obs, horizon = windows
+            o, a = self.chunk_windows(idx, n_obs, horizon)
+            o_next, _ = self.chunk_windows(boot, n_obs, n_obs)
+            out["obs_history"], out["next_obs_history"] = self._obs(o), self._obs(o_next)
+            out["action_chunk"] = torch.from_numpy(self.action[a])
         return out
 
     def chunk_windows(self, idx: np.ndarray, n_obs_steps: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -274,8 +284,9 @@ class ReplayBuffer:
             out["images"] = {cam: torch.from_numpy(arr[idx]) for cam, arr in self.images.items()}
         return out
 
-    def sample(self, batch_size: int, discount: float, n_step: int = 1) -> dict:
-        return self.gather(self.sample_indices(batch_size), discount, n_step)
+    def sample(self, batch_size: int, discount: float, n_step: int = 1,
+               windows: tuple[int, int] | None = None) -> dict:
+        return self.gather(self.sample_indices(batch_size), discount, n_step, windows)
 
     # Checkpointing ------------------------------------------------------------------------------
     _ARRAYS = ("state", "action", "reward", "terminated", "has_next", "episode")

@@ -86,6 +86,8 @@ class Algorithm(abc.ABC):
     # "action" in a shape stands for the action dimension (e.g. {"base_action": ("action",)})
     extra_fields: ClassVar[dict[str, tuple]] = {}
     has_offline_phase: ClassVar[bool] = False
+    # True for methods that refine a base policy: the constructor takes ``base=`` (a BC run or checkpoint)
+    needs_base: ClassVar[bool] = False
     # True when the algorithm adds a loss to the critic's TD loss (e.g. Cal-QL): the native backend cannot
     uses_critic_extra_loss: ClassVar[bool] = False
 
@@ -127,8 +129,14 @@ class Algorithm(abc.ABC):
         """A step of the demos-only phase (for algorithms with ``has_offline_phase``)."""
         raise NotImplementedError(f"{type(self).__name__} has no offline phase")
 
-    def prepare(self, demo_states: torch.Tensor | None) -> None:
-        """Called once before training with the demos' states (e.g. to fix normalisation statistics)."""
+    def prepare(self, demos) -> None:
+        """Called once before training (and before a resume's load) with the demo buffer or None: fix
+        normalisation statistics, relabel demo transitions (e.g. with a base policy's actions)."""
+
+    def batch_windows(self) -> tuple[int, int] | None:
+        """(n_obs_steps, horizon) when updates need observation histories and action chunks in batches
+        (``obs_history``, ``next_obs_history``, ``action_chunk``), e.g. a chunk base policy's BC loss."""
+        return None
 
     def step_extras(self) -> dict[str, np.ndarray]:
         """Values of ``extra_fields`` for the transition that the last ``act`` started (stored by the trainer)."""

@@ -85,10 +85,10 @@ class SAC(Algorithm):
     def alpha(self) -> torch.Tensor:
         return self.temperature.log_alpha.detach().exp()
 
-    def prepare(self, demo_states: torch.Tensor | None) -> None:
-        if demo_states is not None and self.cfg.normalize_state:
+    def prepare(self, demos) -> None:
+        if demos is not None and self.cfg.normalize_state:
             # raw states mix metres, quaternions and gripper openings; a grasp needs ~1 cm resolution
-            self.critic.encoder.set_state_stats(demo_states)
+            self.critic.encoder.set_state_stats(torch.from_numpy(demos.state[demos.episode >= 0]))
 
     # Acting ------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -66,6 +66,7 @@ class OnlineTrainer:
         self.out = Path(out_dir)
         self.demos_path = str(demos) if demos else None
         self.device = torch.device(device)
+        self.algo_kwargs = dict(algo_kwargs)
         if cfg.train.torch_threads:
             torch.set_num_threads(cfg.train.torch_threads)
         if env_factory is None:
@@ -88,7 +89,6 @@ class OnlineTrainer:
         self.online = ReplayBuffer(cap, spec, self.action_dim, seed=self.seed + 2, extra_fields=fields,
                                    mc_discount=cfg.agent.discount)
         self.demo = None
-        demo_states = None
         if self.demos_path:
             from robolearn.data.demo_buffer import DemoBuffer
 
@@ -96,8 +96,8 @@ class OnlineTrainer:
                                               extra_capacity=cfg.train.demo_extra_capacity, seed=self.seed + 3,
                                               reward_bias=cfg.train.reward_bias, extra_fields=fields,
                                               mc_discount=cfg.agent.discount)
-            demo_states = torch.from_numpy(self.demo.state[self.demo.episode >= 0])
-        self.algo.prepare(demo_states)
+        self.algo.prepare(self.demo)
+        self.windows = self.algo.batch_windows()
         self.mixer = Mixer(self.online, self.demo, cfg.train.demo_fraction if self.demo is not None else 0.0)
         self.rng = np.random.default_rng(self.seed + 4)  # warm-up actions
         self.env_step = 0
@@ -116,7 +116,8 @@ class OnlineTrainer:
     # State ---------------------------------------------------------------------------------------------
     def policy_meta(self) -> dict[str, Any]:
         return {"env": self.env_name, "env_kwargs": dict(self.cfg.train.env_overrides), "trainer": "rl",
-                "algo": self.cfg.algo, "env_step": self.env_step, "seed": self.seed, "demos": self.demos_path}
+                "algo": self.cfg.algo, "env_step": self.env_step, "seed": self.seed, "demos": self.demos_path,
+                **{k: str(v) for k, v in self.algo_kwargs.items()}}
 
     def save_checkpoint(self) -> Path:
         tensors = self.algo.state_tensors()
@@ -186,7 +187,7 @@ class OnlineTrainer:
 
     def _sample(self) -> dict:
         a = self.cfg.agent
-        return to_device(self.mixer.sample(self.cfg.train.batch_size, a.discount, a.n_step), self.device)
+        return to_device(self.mixer.sample(self.cfg.train.batch_size, a.discount, a.n_step, self.windows), self.device)
 
     def _update(self) -> dict[str, float]:
         tc, metrics = self.cfg.train, {}
@@ -208,7 +209,7 @@ class OnlineTrainer:
                    desc=f"{self.cfg.algo} offline", dynamic_ncols=True)
         try:
             while self.offline_updates < tc.offline_steps:
-                batch = to_device(self.demo.sample(tc.batch_size, a.discount, a.n_step), self.device)
+                batch = to_device(self.demo.sample(tc.batch_size, a.discount, a.n_step, self.windows), self.device)
                 batch["is_demo"] = torch.ones(tc.batch_size, dtype=torch.bool, device=self.device)
                 metrics = self.algo.offline_update(batch)
                 self.offline_updates += 1

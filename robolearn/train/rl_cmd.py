@@ -13,6 +13,8 @@ def add_arguments(parser) -> None:
                         help="algorithm: " + "; ".join(f"{n}: {registry.entry(n).help}" for n in registry.names()))
     parser.add_argument("--env", required=True, help="env name, e.g. sim/pick_cube or dmc/cartpole-swingup")
     parser.add_argument("--demos", default=None, help="episode store directory with demonstrations")
+    parser.add_argument("--base", default=None,
+                        help="base policy (a BC run or checkpoint) for methods that refine one (residual, expo, conrft)")
     parser.add_argument("--steps", type=int, default=None, help="env steps (overrides the recipe)")
     parser.add_argument("--config", default=None, help="recipe YAML (e.g. policies/rlpd.yaml), merged on the preset")
     parser.add_argument("--seed", type=int, default=0)
@@ -69,7 +71,15 @@ def run(args) -> int:
     cfg = build_config(args.algo, recipe, overrides, where=str(args.config or "preset"))
     out = Path(args.out or f"runs/{args.algo}-{args.env.replace('/', '_')}-s{args.seed}")
     device = resolve_device(args.device)
-    trainer = OnlineTrainer(cfg, args.env, out, demos=args.demos, seed=args.seed, device=device)
+    from robolearn.rl import registry
+
+    algo_cls = registry.algorithm_class(args.algo)
+    if algo_cls.needs_base and not args.base:
+        raise ValueError(f"--algo {args.algo} refines a base policy: pass --base RUN (a BC run directory)")
+    if args.base and not algo_cls.needs_base:
+        raise ValueError(f"--algo {args.algo} does not use a base policy (--base {args.base})")
+    extra = {"base": args.base} if args.base else {}
+    trainer = OnlineTrainer(cfg, args.env, out, demos=args.demos, seed=args.seed, device=device, **extra)
     summary = trainer.run(resume=args.resume, progress=not args.no_progress)
     print(json.dumps({"out": str(out), **summary}))
     return 0
