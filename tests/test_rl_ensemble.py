@@ -1,7 +1,7 @@
 """The batched critic ensemble computes exactly what E separate modules would."""
 import torch
 
-from robolearn.rl.networks import Critic, EnsembleMLP, LoopCritic
+from robolearn.policies.q_ensemble import Critic, EnsembleMLP, LoopCritic
 
 torch.set_num_threads(1)
 

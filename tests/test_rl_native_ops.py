@@ -15,7 +15,7 @@ from robolearn.policies.features import EncoderConfig
 from robolearn.rl import native_ops as native
 from robolearn.rl.algorithm import AlgoSpec
 from robolearn.rl.critic import BackendError
-from robolearn.rl.networks import Critic
+from robolearn.policies.q_ensemble import Critic
 from robolearn.rl.sac import SAC, SACConfig
 
 

@@ -206,7 +206,7 @@ def test_state_standardization_is_fixed_saved_and_exported():
 def test_target_runs_only_the_drawn_members():
     """Evaluating just the drawn pair equals subset_min over the whole ensemble (batched and loop critics)."""
     from robolearn.rl.losses import subset_min
-    from robolearn.rl.networks import Critic, LoopCritic
+    from robolearn.policies.q_ensemble import Critic, LoopCritic
 
     torch.manual_seed(0)
     critic = Critic(5, 2, (16, 16), 6, True)

@@ -76,7 +76,7 @@ def _use_loop_critic(critic) -> None:
     import copy
 
     from robolearn.rl.algorithm import adam
-    from robolearn.rl.networks import LoopCritic
+    from robolearn.policies.q_ensemble import LoopCritic
 
     critic.net = critic._fwd_net = LoopCritic(critic.net)
     critic.target = critic._fwd_target = copy.deepcopy(critic.net).requires_grad_(False)

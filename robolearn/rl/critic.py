@@ -26,7 +26,7 @@ from torch import nn
 from robolearn.policies.features import FeatureEncoder
 from robolearn.rl import losses, native_ops
 from robolearn.rl.algorithm import AlgoConfig, AlgoSpec, adam
-from robolearn.rl.networks import Critic
+from robolearn.policies.q_ensemble import Critic
 
 NextAction = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor | None]"]
 ExtraLoss = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict[str, float]]"]

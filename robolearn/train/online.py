@@ -78,8 +78,15 @@ class OnlineTrainer:
         spec = ObsSpec.from_space(self.env.observation_space)
         self.action_dim = int(self.env.action_space.shape[0])
         algo_cls = registry.algorithm_class(cfg.algo)
+        kwargs = dict(algo_kwargs)
+        if isinstance(kwargs.get("base"), (str, Path)):  # a BC run / checkpoint: loaded here, not in rl/
+            from robolearn.train.checkpoint import check_env, load_policy
+
+            base = load_policy(kwargs["base"], device=self.device)
+            check_env(base, env_name, bool(kwargs.pop("allow_env_mismatch", False)))
+            kwargs["base"] = base
         self.algo: Algorithm = algo_cls(cfg.agent, AlgoSpec(spec.state_dim, self.action_dim, spec.images),
-                                        device=self.device, seed=self.seed, **algo_kwargs)
+                                        device=self.device, seed=self.seed, **kwargs)
         fields = buffer_fields(self.algo, self.action_dim)
         # State-only buffers take the configured capacity (untouched pages cost no memory), so a resumed
         # run may raise --steps; frame buffers are sized to the run (<= 2 obs slots per env step).

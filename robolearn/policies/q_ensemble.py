@@ -1,4 +1,5 @@
-"""The critic ensemble of the off-policy learners (the tanh-Gaussian actor is a policy: policies/gaussian).
+"""The Q-ensemble network: one batched LayerNorm MLP per member axis. It lives with the policies because a
+policy may rank actions with it (EXPO's on-the-fly selection); the RL critic (rl/critic.py) trains it.
 
 The critic ensemble is ONE network whose weights carry a leading member axis (E, in, out), so all
 members run as a single batched matmul (``torch.baddbmm``) instead of a Python loop over modules.
