@@ -223,3 +223,27 @@ def test_rl_recipes_build_valid_configs(name):
         assert cfg.agent.num_critics == 10 and cfg.agent.critic_subset == 2 and not cfg.agent.backup_entropy
         assert cfg.train.demo_fraction == 0.5
     assert (cfg.agent.bc_weight > 0) == (name == "rlpd_bc")
+
+
+def test_evaluation_logs_critic_q_next_to_the_discounted_return(tmp_path):
+    cfg = _cfg(steps=80, warmup_steps=20, eval_every=80, eval_episodes=2)
+    tr = OnlineTrainer(cfg, "toy/track", tmp_path / "run", seed=1, env_factory=_factory(5))
+    tr.run(progress=False)
+    _, ret = series(tmp_path / "run", "eval/return")
+    _, length = series(tmp_path / "run", "eval/episode_length")
+    _, mc = series(tmp_path / "run", "eval/mc_return")
+    _, q = series(tmp_path / "run", "eval/q_mean")
+    _, over = series(tmp_path / "run", "eval/q_overestimation")
+    # discount 0: the return-to-go of each step is its own reward, so the mean is return / length
+    assert mc[-1] == pytest.approx(ret[-1] / length[-1], rel=1e-5)
+    assert over[-1] == pytest.approx(q[-1] - mc[-1], abs=1e-6)
+    # the logged Q is the critic's mean over members on the visited (s, a), recomputed here
+    steps: list = []
+    from robolearn.train.evaluate import rollout
+    from robolearn.train.online import _Acting
+
+    for k in range(2):
+        rollout(_Acting(tr.algo), tr.eval_env, 10**9 + k, {}, steps=steps)
+    state = torch.from_numpy(np.stack([o["state"] for o, _, _ in steps]))
+    action = torch.from_numpy(np.stack([a for _, a, _ in steps]))
+    assert q[-1] == pytest.approx(float(tr.algo.q_estimate({"state": state}, action).mean()), rel=1e-5)

@@ -145,6 +145,15 @@ class Algorithm(abc.ABC):
     def reset(self) -> None:
         """An episode starts (algorithms with per-episode state, e.g. a base policy's action queue)."""
 
+    @torch.no_grad()
+    def q_estimate(self, obs: dict, action: torch.Tensor) -> torch.Tensor | None:
+        """The critic's value of (obs, action) rows, mean over members: (B,). None without a shared critic.
+        The trainer logs it on evaluation episodes next to the discounted return that followed."""
+        critic = getattr(self, "critic", None)
+        if critic is None:
+            return None
+        return critic.net(critic.encoder(obs), action).mean(0)
+
     def describe(self) -> dict[str, Any]:
         return {"state_dim": self.state_dim, "action_dim": self.action_dim,
                 "images": {k: list(v) for k, v in self.image_shapes.items()}}

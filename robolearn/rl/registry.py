@@ -34,6 +34,23 @@ _ALGOS: dict[str, AlgoEntry] = {
                             "target_entropy_scale": 1.0, "discount": 0.99},
                      train={"demo_fraction": 0.0, "warmup_steps": 5_000},
                      help="soft actor-critic from scratch"),
+    # Residual RL on a frozen base (ResiP's residual, trained off-policy as ResFiT / Policy Decorator):
+    # 10 LayerNorm critics, min over 2, n-step 3, 50/50 demos (relabelled with the base's actions).
+    "residual": AlgoEntry("robolearn.rl.residual:ResidualRL",
+                          agent={"num_critics": 10, "critic_subset": 2, "n_step": 3, "discount": 0.99},
+                          train={"demo_fraction": 0.5, "random_warmup": False},
+                          help="a residual actor on a frozen BC base (ResiP / ResFiT); needs --base"),
+    # EXPO: the base keeps its imitation loss online, a Gaussian edit policy, argmax-Q over N candidates.
+    "expo": AlgoEntry("robolearn.rl.expo:EXPO",
+                      agent={"num_critics": 10, "critic_subset": 2, "hidden": [256, 256, 256], "discount": 0.99},
+                      train={"demo_fraction": 0.5, "random_warmup": False},
+                      help="expressive policy + edit policy with on-the-fly argmax-Q selection (EXPO); needs --base"),
+    # ConRFT: consistency actor with BC + Q; offline Cal-QL stage, then online TD; 2 critics, gamma 0.98.
+    "conrft": AlgoEntry("robolearn.rl.conrft:ConRFT",
+                        agent={"num_critics": 2, "critic_subset": 2, "discount": 0.98},
+                        train={"demo_fraction": 0.5, "batch_size": 256, "actor_every": 2, "random_warmup": False},
+                        help="consistency-policy fine-tuning with Cal-QL offline, then BC + Q online (ConRFT); "
+                             "needs --base"),
 }
 
 
@@ -43,7 +60,19 @@ class UnknownAlgorithmError(KeyError):
 
 
 def names() -> list[str]:
-    return sorted(_ALGOS)
+    return sorted(n for n, e in _ALGOS.items() if _importable(e.cls))
+
+
+def _importable(cls) -> bool:
+    """Entries whose module is not in this checkout are not offered (e.g. a method still being built)."""
+    if not isinstance(cls, str):
+        return True
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(cls.partition(":")[0]) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def register(name: str, entry: AlgoEntry) -> None:

@@ -80,9 +80,11 @@ def make_eval_env(policy, env_name: str, render: bool, max_steps: int | None = N
     return robolearn.make(env_name, **kw)
 
 
-def rollout(policy, env, seed: int, sample_kw: dict[str, Any], frames: list | None = None) -> dict[str, Any]:
+def rollout(policy, env, seed: int, sample_kw: dict[str, Any], frames: list | None = None,
+            steps: list | None = None) -> dict[str, Any]:
     """One episode; ``policy`` is anything with ``reset()`` and ``select_action(obs, generator, **kw)``
-    (a loaded checkpoint, or an RL algorithm's acting view during training)."""
+    (a loaded checkpoint, or an RL algorithm's acting view during training). ``steps`` collects
+    (obs, action, reward) per step (for comparing a critic's values with the returns that followed)."""
     gen = torch.Generator().manual_seed(seed)
     policy.reset()
     obs, _ = env.reset(seed=seed)
@@ -91,7 +93,11 @@ def rollout(policy, env, seed: int, sample_kw: dict[str, Any], frames: list | No
     length, success, ret = 0, False, 0.0
     while True:
         action = policy.select_action(obs, generator=gen, **sample_kw)
+        if steps is not None:
+            steps.append((obs, np.asarray(action, np.float32)))
         obs, reward, terminated, truncated, info = env.step(action)
+        if steps is not None:
+            steps[-1] = (*steps[-1], float(reward))
         length += 1
         ret += reward
         success = success or bool(info.get("success", False))

@@ -174,11 +174,40 @@ class OnlineTrainer:
 
     # Loop ----------------------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
+        """Deterministic episodes; also the critic's mean Q on the visited (s, a) next to the discounted
+        return that actually followed (with the run's reward bias): over-estimation shows as q > mc."""
         acting = _Acting(self.algo)
-        results = [rollout(acting, self.eval_env, 10**9 + k, {}) for k in range(self.cfg.train.eval_episodes)]
-        return {"eval/return": float(np.mean([r["return"] for r in results])),
-                "eval/success_rate": float(np.mean([r["success"] for r in results])),
-                "eval/episode_length": float(np.mean([r["length"] for r in results]))}
+        results, steps = [], []
+        for k in range(self.cfg.train.eval_episodes):
+            ep: list = []
+            results.append(rollout(acting, self.eval_env, 10**9 + k, {}, steps=ep))
+            steps.append(ep)
+        out = {"eval/return": float(np.mean([r["return"] for r in results])),
+               "eval/success_rate": float(np.mean([r["success"] for r in results])),
+               "eval/episode_length": float(np.mean([r["length"] for r in results]))}
+        out.update(self._q_vs_return(steps))
+        return out
+
+    def _q_vs_return(self, episodes: list) -> dict[str, float]:
+        from robolearn.data.replay import discounted_returns
+
+        rows = [s for ep in episodes for s in ep]
+        if not rows:
+            return {}
+        state = torch.from_numpy(np.stack([np.asarray(o["state"], np.float32) for o, _, _ in rows]))
+        obs: dict = {"state": state}
+        if self.online.spec.images:
+            obs["images"] = {cam: torch.from_numpy(np.stack([np.asarray(o["images"][cam]) for o, _, _ in rows]))
+                             for cam in self.online.spec.images}
+        action = torch.from_numpy(np.stack([a for _, a, _ in rows]))
+        q = self.algo.q_estimate(to_device(obs, self.device), action.to(self.device))
+        if q is None:
+            return {}
+        bias, gamma = self.cfg.train.reward_bias, self.cfg.agent.discount
+        mc = np.concatenate([discounted_returns(np.array([r for _, _, r in ep], np.float32) + bias, gamma)
+                             for ep in episodes if ep])
+        return {"eval/q_mean": float(q.mean()), "eval/mc_return": float(mc.mean()),
+                "eval/q_overestimation": float(q.mean()) - float(mc.mean())}
 
     def _add_intervention(self, obs, action, reward, next_obs, terminated, extras) -> None:
         """HIL-SERL: interventions also go to the demo buffer, so the demo share of batches grows.
