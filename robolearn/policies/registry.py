@@ -11,6 +11,11 @@ _POLICIES: dict[str, tuple[str, str]] = {
                     "robolearn.policies.consistency.modeling:ConsistencyPolicy"),
     "gaussian": ("robolearn.policies.gaussian.configuration:GaussianConfig",
                  "robolearn.policies.gaussian.modeling:GaussianPolicy"),
+    # refinement methods' exported policies: the base chunk policy plus what the method learned on top
+    "residual": ("robolearn.policies.residual.configuration:ResidualPolicyConfig",
+                 "robolearn.policies.residual.modeling:ResidualPolicy"),
+    "expo": ("robolearn.policies.expo.configuration:ExpoPolicyConfig",
+             "robolearn.policies.expo.modeling:ExpoPolicy"),
 }
 
 
