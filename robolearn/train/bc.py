@@ -348,10 +348,15 @@ def train_bc(recipe: Recipe, episodes: Iterable, out: str | Path, *, steps: int 
              resume: bool = False, data_path: str | None = None, progress: bool = True,
              device: str | torch.device = "cpu") -> dict[str, Any]:
     dev = device if isinstance(device, torch.device) else resolve_device(device)  # fail before any work
-    dataset = ChunkDataset(list(episodes), recipe.policy.n_obs_steps, recipe.policy.horizon, recipe.policy.cameras)
+    episodes = list(episodes)
+    dataset = ChunkDataset(episodes, recipe.policy.n_obs_steps, recipe.policy.horizon, recipe.policy.cameras)
     torch.manual_seed(recipe.train.seed)  # initial weights depend on the recipe's seed only (built on CPU)
     policy = build_policy(recipe, dataset)
     meta = {"data": data_path, "trainer": "bc", "train": _plain(recipe.train)}
+    envs = sorted({str(ep.meta["env"]) for ep in episodes if isinstance(getattr(ep, "meta", None), dict)
+                   and ep.meta.get("env")})
+    if len(envs) == 1:  # the env the demos came from: eval / serve / collect check it
+        meta["env"] = envs[0]
     return run_training(policy, lambda p, b: p.compute_loss(b), dataset, recipe.train, out,
                         steps=steps, resume=resume, meta=meta, progress=progress, device=dev)
 
