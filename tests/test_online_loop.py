@@ -1,5 +1,4 @@
 """The online loop on a tiny real env: learning smoke, SIGKILL-style resume equivalence, bad input."""
-import json
 
 import numpy as np
 import pytest

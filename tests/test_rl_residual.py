@@ -11,8 +11,8 @@ from torch import nn
 
 from robolearn.policies import registry as policy_registry
 from robolearn.policies.gaussian.modeling import GaussianActor
-from robolearn.rl import losses, registry
-from robolearn.rl.algorithm import AlgoConfig, AlgoSpec, Algorithm, adam, obs_to_tensors
+from robolearn.rl import registry
+from robolearn.rl.algorithm import AlgoConfig, Algorithm, adam, obs_to_tensors
 from robolearn.rl.critic import SharedCritic
 from robolearn.train.checkpoint import load_policy
 from robolearn.train.online import OnlineTrainer

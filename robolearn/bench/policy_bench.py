@@ -9,10 +9,8 @@ time of a call is its full latency.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,10 +97,8 @@ def run(args: argparse.Namespace) -> int:
         "targets": {"cp1_over_ddim10_max": 0.2, "cp1_over_ddpm100_max": 0.05},
         "meets_targets": ratios["cp1_over_ddim10"] <= 0.2 and ratios["cp1_over_ddpm100"] <= 0.05,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(out)
+    from robolearn.bench.common import write_json
+
+    out = write_json(doc, args.out)
     print(f"cp 1-step / ddim-10 = {ratios['cp1_over_ddim10']:.3f}, / ddpm-100 = {ratios['cp1_over_ddpm100']:.4f}; wrote {out}")
     return 0

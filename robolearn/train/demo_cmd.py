@@ -7,7 +7,6 @@ killed demo resumes where it stopped.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +116,9 @@ def train_and_eval_bc(ctx: DemoContext) -> dict:
     print(f"== evaluating on {task}: {episodes} episodes, DDIM-10 ==")
     result = evaluate(policy, task, episodes=episodes, sampler="ddim", steps=10, video_episodes=1,
                       video_dir=ctx.out / "peg_bc_rollouts")
-    (ctx.out / "peg_bc_eval.json").write_text(_json.dumps(result, indent=2, default=str))
+    from robolearn.data.fsutil import atomic_write_json
+
+    atomic_write_json(ctx.out / "peg_bc_eval.json", result, indent=2, default=str)
     lo, hi = result["ci95"]
     print(f"{task} BC (diffusion, DDIM-10): success {result['successes']}/{episodes} "
           f"({100 * result['success_rate']:.0f}%, 95% CI {100 * lo:.0f}-{100 * hi:.0f}%), video {result['videos']}")
@@ -137,10 +138,9 @@ def run_demo(ctx: DemoContext, stages: list[str] | None = None) -> dict:
         ctx.summary[name] = STAGES[name](ctx)
         ctx.summary.setdefault("seconds", {})[name] = round(time.time() - start, 1)
     ctx.summary["total_seconds"] = round(time.time() - t0, 1)
-    path = ctx.out / "summary.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(ctx.summary, indent=2, default=str))
-    os.replace(tmp, path)
+    from robolearn.data.fsutil import atomic_write_json
+
+    atomic_write_json(ctx.out / "summary.json", ctx.summary, indent=2, default=str)
     return ctx.summary
 
 

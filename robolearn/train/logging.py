@@ -6,7 +6,6 @@ The CSV is what ``robolearn plot`` reads. On resume, rows after the checkpoint s
 from __future__ import annotations
 
 import csv
-import os
 import time
 from pathlib import Path
 
@@ -37,15 +36,18 @@ class ScalarLogger:
                 self._tb = None
 
     def _truncate(self, step: int) -> None:
+        import io
+
+        from robolearn.data.fsutil import atomic_write_text
+
         rows = read_scalars(self.path)
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(HEADER)
-            for r in rows:
-                if r["step"] <= step:
-                    w.writerow([r["step"], r["tag"], repr(r["value"]), r["wall_time"]])
-        os.replace(tmp, self.path)
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(HEADER)
+        for r in rows:
+            if r["step"] <= step:
+                w.writerow([r["step"], r["tag"], repr(r["value"]), r["wall_time"]])
+        atomic_write_text(self.path, buf.getvalue())
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
         now = time.time()

@@ -45,7 +45,6 @@ def curve(run_dirs: list[str], metric: str) -> dict:
 
 
 def run(args) -> int:
-    import json
 
     import matplotlib
 
@@ -77,11 +76,15 @@ def run(args) -> int:
     fig.tight_layout()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    fig.savefig(tmp)
+    import io
+
+    from robolearn.data.fsutil import atomic_write_bytes, atomic_write_json
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=out.suffix.lstrip(".") or "png")
     plt.close(fig)
-    tmp.replace(out)
+    atomic_write_bytes(out, buf.getvalue())
     if args.json:
-        Path(args.json).write_text(json.dumps(data, indent=2))
+        atomic_write_json(args.json, data, indent=2)
     print(f"wrote {out}")
     return 0
