@@ -1,0 +1,1 @@
+"""EXPO's exported policy: the (EMA) base chunk policy, the edit head and the Q ensemble that ranks them."""
