@@ -322,3 +322,13 @@ def test_trains_through_the_online_trainer(tmp_path, backend):
     tr.algo.reset()
     pol.reset()
     assert np.allclose(pol.select_action(obs, generator=gen(1)), tr.algo.act(obs, True, gen(1)), atol=1e-6)
+
+
+def test_config_errors_name_the_field():
+    assert R.ResidualConfig(actor_lr="1e-5").actor_lr == 1e-5  # YAML's "1e-5" is a string
+    for bad, field in (({"actor_lr": "fast"}, "actor_lr"), ({"alpha": 0.0}, "alpha"), ({"noise_std": -0.1}, "noise_std"),
+                       ({"critic_warmup": -1}, "critic_warmup"), ({"residual_hidden": []}, "residual_hidden")):
+        with pytest.raises(ValueError, match=field):
+            R.ResidualConfig(**bad)
+    with pytest.raises(ValueError, match="base"):
+        R.ResidualRL(R.ResidualConfig(), AlgoSpec(S, A))

@@ -59,6 +59,11 @@ class ResidualConfig(AlgoConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for name in ("alpha", "actor_lr", "noise_std", "noise_clip", "target_noise_std", "target_noise_clip"):
+            try:  # YAML reads "1e-5" (no dot) as a string: accept it, or name the field
+                setattr(self, name, float(getattr(self, name)))
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}") from None
         self.residual_hidden = tuple(int(h) for h in self.residual_hidden)
         if not self.residual_hidden or min(self.residual_hidden) < 1:
             raise ValueError(f"residual_hidden must be a non-empty list of positive sizes, got {self.residual_hidden}")
