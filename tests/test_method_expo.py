@@ -247,3 +247,25 @@ def test_expo_trains_through_the_shared_trainer(tmp_path):
     assert pol.type == "expo" and pol.meta["algo"] == "expo"
     a = pol.select_action({"state": np.array([0.5, 0.1], np.float32)}, generator=torch.Generator().manual_seed(0))
     assert a.shape == (1,) and abs(a[0]) <= 1.0
+
+
+def test_online_chunks_are_projected_onto_the_base_action_box_before_its_bc_step():
+    """A dimension the demos hold constant has a ~1e-4 wide box: an edit there must not blow up the BC loss."""
+    algo = make_algo()
+    norm = algo.base.policy.action_norm
+    with torch.no_grad():
+        norm.min.copy_(torch.tensor([-1.0, -5e-5]))
+        norm.max.copy_(torch.tensor([1.0, 5e-5]))
+    b = batch(8)
+    b["action_chunk"][..., 1] = 0.05  # an edited action in the constant dimension
+    torch.manual_seed(7)
+    with torch.no_grad():
+        raw = algo.base.bc_loss(b["obs_history"], b["action_chunk"]).item()
+    projected = b["action_chunk"].clone()
+    projected[..., 1] = 5e-5
+    torch.manual_seed(7)
+    with torch.no_grad():
+        expected = algo.base.bc_loss(b["obs_history"], projected).item()
+    torch.manual_seed(7)
+    assert algo.base_step(b) == pytest.approx(expected, rel=1e-5)
+    assert raw > 1000 * expected

@@ -206,8 +206,14 @@ class EXPO(Algorithm):
         return fn
 
     def base_step(self, batch: dict) -> float:
-        """One imitation step of the online base on the batch's windows, then the EMA moves by base_tau."""
-        loss = self.base.bc_loss(batch["obs_history"], batch["action_chunk"])
+        """One imitation step of the online base on the batch's windows, then the EMA moves by base_tau.
+
+        Online chunks are first projected onto the base's action box: the base can only emit actions in
+        it (its samples are clipped there), and a dimension the demos hold constant has a box ~1e-4 wide,
+        so an edit of 0.05 there would normalise to ~1000 and swamp the loss (seen: loss ~2e4 vs 0.15)."""
+        norm = self.base.policy.action_norm
+        chunk = torch.maximum(torch.minimum(batch["action_chunk"], norm.max), norm.min)
+        loss = self.base.bc_loss(batch["obs_history"], chunk)
         self.base_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.base_opt.step()
