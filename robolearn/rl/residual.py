@@ -49,7 +49,7 @@ from robolearn.rl.critic import SharedCritic
 class ResidualConfig(AlgoConfig):
     alpha: float = 0.1                          # executed = clip(base + alpha * residual)
     residual_hidden: tuple[int, ...] = (256, 256)
-    actor_lr: float = 1e-4                      # ResFiT: 1e-6..5e-6 over ~1M GPU updates; CPU runs are 100x shorter
+    actor_lr: float = 1e-6                      # ResFiT; faster rates let the residual exploit critic errors
     noise_std: float = 0.05                     # exploration noise around base + alpha * r, in action units
     noise_clip: float = 0.0                     # |noise| bound (0: unbounded)
     target_noise_std: float = 0.0               # TD3 target policy smoothing (0: off)
