@@ -100,6 +100,9 @@ def test_config_names_bad_fields():
         ConRFTConfig(cql_n_actions=0)
     with pytest.raises(ValueError, match="online_bc_weight and online_q_weight"):
         ConRFTConfig(online_bc_weight=0.0, online_q_weight=0.0)
+    assert ConRFTConfig(actor_lr="3e-5").actor_lr == 3e-5  # YAML 1.1 reads 3e-5 as a string
+    with pytest.raises(ValueError, match="actor_lr"):
+        ConRFTConfig(actor_lr="fast")
     assert ConRFTConfig().stage_weights(True) == (1.0, 0.0) and ConRFTConfig().stage_weights(False) == (0.1, 1.0)
 
 

@@ -85,6 +85,12 @@ class ConRFTConfig(AlgoConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for name in ("actor_lr", "offline_bc_weight", "offline_q_weight", "online_bc_weight", "online_q_weight",
+                     "cql_alpha", "cql_temperature"):
+            try:  # YAML 1.1 reads 3e-5 (no dot) as a string
+                setattr(self, name, float(getattr(self, name)))
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}") from None
         if not self.actor_lr > 0:
             raise ValueError(f"actor_lr must be > 0, got {self.actor_lr}")
         for name in ("offline_bc_weight", "offline_q_weight", "online_bc_weight", "online_q_weight", "cql_alpha"):
