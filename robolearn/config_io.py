@@ -35,8 +35,21 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
             value = from_dict(hint, value, where=f"{where or cls.__name__}.{name}")
         elif isinstance(value, list) and typing.get_origin(hint) is tuple:
             value = tuple(value)
+        elif isinstance(value, str) and _accepts(hint, float) and not _accepts(hint, str):
+            # YAML 1.1 reads "1e-5" (an exponent without a dot) as text: a float field takes it as a number
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where or cls.__name__}.{name}: expected a number, got {value!r}") from None
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _accepts(hint, kind: type) -> bool:
+    """Whether a field's type hint is ``kind`` or a union containing it (e.g. ``float | None``)."""
+    if hint is kind:
+        return True
+    return kind in typing.get_args(hint)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -118,6 +118,10 @@ def test_existing_run_needs_resume_and_bad_config_names_key(tmp_path):
         build_config("ppo")
     with pytest.raises(ValueError, match="'utd_ratio'"):  # a loop setting in the agent section names the key
         build_config("rlpd", {"agent": {"utd_ratio": 2}})
+    # --set agent.actor_lr=1e-5 arrives as text (YAML 1.1): a float field takes it, a non-number names the field
+    assert build_config("rlpd", overrides={"agent": {"actor_lr": "1e-5"}}).agent.actor_lr == 1e-5
+    with pytest.raises(ValueError, match="actor_lr: expected a number, got 'fast'"):
+        build_config("rlpd", overrides={"agent": {"actor_lr": "fast"}})
 
 
 def test_plot_curve_mean_and_range_across_seeds(tmp_path):
@@ -239,10 +243,8 @@ def test_evaluation_logs_critic_q_next_to_the_discounted_return(tmp_path):
     # the logged Q is the critic's mean over members on the visited (s, a), recomputed here
     steps: list = []
     from robolearn.train.evaluate import rollout
-    from robolearn.train.online import _Acting
-
-    for k in range(2):
-        rollout(_Acting(tr.algo), tr.eval_env, 10**9 + k, {}, steps=steps)
+    for k in range(2):  # evaluation runs the exported policy (what eval / serve load)
+        rollout(tr.algo.policy(), tr.eval_env, 10**9 + k, {}, steps=steps)
     state = torch.from_numpy(np.stack([o["state"] for o, _, _ in steps]))
     action = torch.from_numpy(np.stack([a for _, a, _ in steps]))
     assert q[-1] == pytest.approx(float(tr.algo.q_estimate({"state": state}, action).mean()), rel=1e-5)

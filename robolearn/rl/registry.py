@@ -42,13 +42,14 @@ _ALGOS: dict[str, AlgoEntry] = {
                           help="a residual actor on a frozen BC base (ResiP / ResFiT); needs --base"),
     # EXPO: the base keeps its imitation loss online, a Gaussian edit policy, argmax-Q over N candidates.
     "expo": AlgoEntry("robolearn.rl.expo:EXPO",
-                      agent={"num_critics": 10, "critic_subset": 2, "hidden": [256, 256, 256], "discount": 0.99},
+                      agent={"num_critics": 10, "critic_subset": 2, "hidden": [128, 128], "discount": 0.99},
                       train={"demo_fraction": 0.5, "random_warmup": False},
                       help="expressive policy + edit policy with on-the-fly argmax-Q selection (EXPO); needs --base"),
     # ConRFT: consistency actor with BC + Q; offline Cal-QL stage, then online TD; 2 critics, gamma 0.98.
     "conrft": AlgoEntry("robolearn.rl.conrft:ConRFT",
                         agent={"num_critics": 2, "critic_subset": 2, "discount": 0.98},
-                        train={"demo_fraction": 0.5, "batch_size": 256, "actor_every": 2, "random_warmup": False},
+                        train={"demo_fraction": 0.5, "batch_size": 64, "actor_every": 2, "random_warmup": False,
+                               "offline_steps": 500, "warmup_steps": 200},
                         help="consistency-policy fine-tuning with Cal-QL offline, then BC + Q online (ConRFT); "
                              "needs --base"),
 }

@@ -38,9 +38,9 @@ def sampling_kwargs(policy, sampler: str | None = None, steps: int | None = None
         return {"sampler": kind, "steps": int(steps or default)}
     if sampler:
         raise ValueError(f"--sampler applies to diffusion policies, not {policy.type!r}")
-    if policy.type == "gaussian":
+    if policy.type != "consistency":  # RL policies (gaussian, residual, expo) carry their own settings
         if steps:
-            raise ValueError("--steps applies to diffusion and consistency policies, not 'gaussian'")
+            raise ValueError(f"--steps applies to diffusion and consistency policies, not {policy.type!r}")
         return {}
     return {"steps": int(steps or getattr(cfg, "inference_steps", 1))}
 

@@ -45,19 +45,6 @@ def buffer_fields(algo: Algorithm, action_dim: int) -> dict[str, tuple[int, ...]
     return fields
 
 
-class _Acting:
-    """An algorithm seen as a policy by the one evaluation loop (train/evaluate.py): deterministic actions."""
-
-    def __init__(self, algo: Algorithm):
-        self.algo = algo
-
-    def reset(self) -> None:
-        self.algo.reset()
-
-    def select_action(self, obs, generator=None, **_):
-        return self.algo.act(obs, deterministic=True)
-
-
 class OnlineTrainer:
     def __init__(self, cfg: RunConfig, env_name: str, out_dir: str | Path, demos: str | Path | None = None,
                  seed: int = 0, env_factory: Callable[..., Any] | None = None, device: str | torch.device = "cpu",
@@ -176,7 +163,9 @@ class OnlineTrainer:
     def evaluate(self) -> dict[str, float]:
         """Deterministic episodes; also the critic's mean Q on the visited (s, a) next to the discounted
         return that actually followed (with the run's reward bias): over-estimation shows as q > mc."""
-        acting = _Acting(self.algo)
+        # the exported policy, as eval / serve run it: its own state (histories, chunk queues), so an
+        # evaluation in the middle of a training episode leaves the algorithm's acting state alone
+        acting = self.algo.policy().to(self.device).eval()
         results, steps = [], []
         for k in range(self.cfg.train.eval_episodes):
             ep: list = []
@@ -230,7 +219,9 @@ class OnlineTrainer:
         for _ in range(tc.utd_ratio):
             batch = self._sample()
             self.critic_updates += 1
-            metrics = self.algo.update(batch, update_actor=self.critic_updates % tc.actor_every == 0) or metrics
+            # merged, so an actor step's metrics survive the critic-only updates after it
+            metrics = {**metrics, **(self.algo.update(batch, update_actor=self.critic_updates % tc.actor_every == 0)
+                                     or {})}
         return metrics
 
     def _offline_phase(self, logger, progress: bool) -> None:
@@ -250,8 +241,10 @@ class OnlineTrainer:
                 metrics = self.algo.offline_update(batch)
                 self.offline_updates += 1
                 bar.update(1)
-                if self.offline_updates % tc.log_every == 0:
-                    logger.log(0, {f"offline/{k}": v for k, v in metrics.items()})
+                # the offline curve's x axis is its update count (tags offline/*), not env steps
+                if self.offline_updates % max(1, min(tc.log_every, tc.offline_steps // 20)) == 0 \
+                        or self.offline_updates == tc.offline_steps:
+                    logger.log(self.offline_updates, {f"offline/{k}": v for k, v in metrics.items()})
         finally:
             bar.close()
 
