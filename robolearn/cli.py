@@ -24,6 +24,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("distill",): ("robolearn.train.distill_cmd", "distil a diffusion teacher into a one-step consistency policy"),
     ("eval",): ("robolearn.train.eval_cmd", "evaluate a checkpoint in sim: success rate, Wilson CI, videos"),
     ("plot",): ("robolearn.train.plot_cmd", "plot learning curves from run logs"),
+    ("experiment", "compare"): ("robolearn.train.experiment_cmd",
+                                "BC vs RLPD vs residual vs EXPO vs ConRFT from one base per seed: table + curve"),
     ("serve",): ("robolearn.deploy.serve_cmd", "serve a policy on the robot's controller loop (DDS or rclpy)"),
     ("sim-robot",): ("robolearn.deploy.sim_robot_cmd", "run a MuJoCo task as a ros2_control robot over DDS"),
     ("bench", "env"): ("robolearn.bench.env_bench", "env steps/s vs raw MuJoCo physics"),

@@ -278,3 +278,25 @@ def test_compile_backend_matches_eager():
     compiled = SAC(SACConfig(**{**cfg, "backend": "compile"}), SPEC, seed=4)
     assert compiled.backend == "compile"
     _assert_same_run(eager, compiled, [_batch(b=32, seed=i) for i in range(4)], [True, False, True, False])
+
+
+def test_sac_runs_on_the_test_device(device):
+    """Models, optimiser state, sampled noise and batches on ``device`` (ROBOLEARN_TEST_DEVICE=cuda on a GPU);
+    the exported policy comes back on the CPU, ready to save."""
+    from robolearn.train.online import to_device
+
+    agent = SAC(SACConfig(**{**TINY, "backend": "eager"}), SPEC, device=device, seed=0)
+    batch = to_device({**_batch(), "is_demo": torch.arange(8) < 4}, device)
+    m = agent.update(batch)
+    assert all(np.isfinite(v) for v in m.values())
+    assert all(p.device == device for p in agent.actor.parameters())
+    assert all(p.device == device for p in agent.critic.net.parameters())
+    assert all(t.device == device for st in agent.actor_opt.state.values() for t in st.values() if torch.is_tensor(t)
+               and t.dim() > 0)
+    assert agent.generator.device.type == device.type
+    a = agent.act({"state": np.zeros(3, np.float32)})
+    assert a.shape == (2,) and np.all(np.abs(a) <= 1)
+    pol = agent.policy()
+    assert all(p.device.type == "cpu" for p in pol.parameters())
+    assert np.allclose(pol.select_action({"state": np.zeros(3, np.float32)}),
+                       agent.act({"state": np.zeros(3, np.float32)}, deterministic=True), atol=1e-5)
