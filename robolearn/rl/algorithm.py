@@ -124,6 +124,24 @@ class Algorithm(abc.ABC):
     def policy(self) -> nn.Module:
         """The acting part as a registered policy (``policies/registry.py``), on the CPU, ready to save."""
 
+    def check_base(self, base, types: tuple[str, ...] = ("diffusion", "consistency")):
+        """The base policy a refinement method was given: present, of an accepted type, and made for this
+        env's state, action and cameras. Returns its config."""
+        name = type(self).__name__
+        if base is None:
+            raise ValueError(f"{name} refines a base policy: pass --base RUN (a {' or '.join(types)} BC run)")
+        if getattr(base, "type", None) not in types:
+            raise TypeError(f"{name}'s base must be a {' or '.join(map(repr, types))} policy, got "
+                            f"{getattr(base, 'type', type(base).__name__)!r}")
+        bcfg = base.config
+        if int(bcfg.state_dim) != self.state_dim or int(bcfg.action_dim) != self.action_dim:
+            raise ValueError(f"the base policy takes state {bcfg.state_dim} / action {bcfg.action_dim}, the env "
+                             f"has {self.state_dim} / {self.action_dim}")
+        missing = sorted(set(bcfg.cameras) - set(self.image_shapes))
+        if missing:
+            raise ValueError(f"the base policy needs cameras {missing} that the env does not provide")
+        return bcfg
+
     # Optional ------------------------------------------------------------------------------------
     def offline_update(self, batch: dict) -> dict[str, float]:
         """A step of the demos-only phase (for algorithms with ``has_offline_phase``)."""
@@ -131,7 +149,20 @@ class Algorithm(abc.ABC):
 
     def prepare(self, demos) -> None:
         """Called once before training (and before a resume's load) with the demo buffer or None: fix
-        normalisation statistics, relabel demo transitions (e.g. with a base policy's actions)."""
+        normalisation statistics, relabel demo transitions (e.g. with a base policy's actions).
+
+        Here: with ``normalize_state``, the shared critic's encoder standardises states with the demos'
+        statistics (raw states mix metres, quaternions and gripper openings; a grasp needs ~1 cm
+        resolution). Subclasses that override this call it first."""
+        critic = getattr(self, "critic", None)
+        if demos is not None and self.cfg.normalize_state and critic is not None:
+            critic.encoder.set_state_stats(torch.from_numpy(demos.state[demos.episode >= 0]))
+
+    @property
+    def backend(self) -> str | None:
+        """How the shared critic's step runs (eager / compile / native); None without a shared critic."""
+        critic = getattr(self, "critic", None)
+        return getattr(critic, "backend", None)
 
     def batch_windows(self) -> tuple[int, int] | None:
         """(n_obs_steps, horizon) when updates need observation histories and action chunks in batches

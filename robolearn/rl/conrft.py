@@ -124,18 +124,7 @@ class ConRFT(Algorithm):
     def __init__(self, cfg: ConRFTConfig, spec: AlgoSpec, device="cpu", seed: int = 0,
                  base: ChunkPolicy | None = None):
         super().__init__(cfg, spec, device, seed)
-        if base is None:
-            raise ValueError("ConRFT fine-tunes a consistency policy: pass base= (train rl --base RUN)")
-        if getattr(base, "type", None) != "consistency":
-            raise TypeError(f"ConRFT's base must be a 'consistency' policy (policies/consistency.yaml), got "
-                            f"{getattr(base, 'type', type(base).__name__)!r}")
-        bcfg = base.config
-        if int(bcfg.state_dim) != self.state_dim or int(bcfg.action_dim) != self.action_dim:
-            raise ValueError(f"base policy is for state_dim {bcfg.state_dim} / action_dim {bcfg.action_dim}, the env "
-                             f"has {self.state_dim} / {self.action_dim}")
-        missing = sorted(set(bcfg.cameras) - set(self.image_shapes))
-        if missing:
-            raise ValueError(f"base policy needs cameras {missing} that the env does not provide")
+        self.check_base(base, ("consistency",))
         self.critic = SharedCritic(cfg, spec, self.device, algo_name=self.name,
                                    extra_loss=self.uses_critic_extra_loss)
         # the actor IS the consistency policy (a private copy: the caller's object is left untouched)
@@ -150,17 +139,9 @@ class ConRFT(Algorithm):
         self._reset_pending = True
 
     @property
-    def backend(self) -> str:
-        return self.critic.backend
-
-    @property
     def module(self) -> ChunkPolicy:
         """The consistency policy being trained."""
         return self.actor.policy
-
-    def prepare(self, demos) -> None:
-        if demos is not None and self.cfg.normalize_state:
-            self.critic.encoder.set_state_stats(torch.from_numpy(demos.state[demos.episode >= 0]))
 
     def batch_windows(self) -> tuple[int, int]:
         return self.actor.n_obs_steps, self.actor.horizon

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from robolearn.policies.base import ChunkPolicy
-from robolearn.policies.expo.configuration import ExpoPolicyConfig
+from robolearn.policies.expo.configuration import ExpoPolicyConfig, check_selection
 from robolearn.policies.expo.modeling import (ExpoPolicy, ObsHistory, candidate_set, draw_members, edit_actions,
                                               rank, select_best)
 from robolearn.policies.features import augment
@@ -94,12 +94,7 @@ class EXPOConfig(AlgoConfig):
         self.edit_hidden = tuple(int(h) for h in self.edit_hidden)
         if not self.edit_hidden or min(self.edit_hidden) < 1:
             raise ValueError(f"edit_hidden must be a non-empty list of positive sizes, got {self.edit_hidden}")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
-        if not 0 <= self.n_edit <= self.num_samples:
-            raise ValueError(f"n_edit must be in [0, num_samples={self.num_samples}], got {self.n_edit}")
+        check_selection(self.beta, self.num_samples, self.n_edit, self.log_std_min, self.log_std_max)
         for name in ("edit_lr", "temp_lr", "init_temperature", "base_lr", "target_entropy_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -109,8 +104,6 @@ class EXPOConfig(AlgoConfig):
             raise ValueError(f"base_tau must be in (0, 1], got {self.base_tau}")
         if self.backup_base not in BACKUP_BASES:
             raise ValueError(f"backup_base must be one of {', '.join(BACKUP_BASES)}, got {self.backup_base!r}")
-        if self.log_std_min >= self.log_std_max:
-            raise ValueError("log_std_min must be < log_std_max")
         if not isinstance(self.base_sample, dict):
             raise ValueError(f"base_sample must be a mapping, got {self.base_sample!r}")
 
@@ -122,17 +115,7 @@ class EXPO(Algorithm):
 
     def __init__(self, cfg: EXPOConfig, spec: AlgoSpec, device="cpu", seed: int = 0, base: ChunkPolicy | None = None):
         super().__init__(cfg, spec, device, seed)
-        if base is None:
-            raise ValueError("EXPO refines a base policy: pass --base RUN (a diffusion or consistency BC run)")
-        if not isinstance(base, ChunkPolicy):
-            raise TypeError(f"EXPO's base must be a diffusion or consistency policy, got {type(base).__name__}")
-        bcfg = base.config
-        if int(bcfg.state_dim) != self.state_dim or int(bcfg.action_dim) != self.action_dim:
-            raise ValueError(f"the base policy takes state {bcfg.state_dim} / action {bcfg.action_dim}, the env "
-                             f"has {self.state_dim} / {self.action_dim}")
-        missing = sorted(set(bcfg.cameras) - set(self.image_shapes))
-        if missing:
-            raise ValueError(f"the base policy needs cameras {missing} that the env does not provide")
+        bcfg = self.check_base(base)
         self.critic = SharedCritic(cfg, spec, self.device, algo_name=self.name, extra_loss=False)
         # the base trains online; its EMA copy (a frozen module) proposes the executed actions
         self.base = BasePolicy(copy.deepcopy(base), self.device, cfg.base_sample, trainable=True)
@@ -153,16 +136,8 @@ class EXPO(Algorithm):
         self.history = ObsHistory(self.base.n_obs_steps, self.state_dim, tuple(bcfg.cameras))
 
     @property
-    def backend(self) -> str:
-        return self.critic.backend
-
-    @property
     def alpha(self) -> torch.Tensor:
-        return self.temperature.log_alpha.detach().exp()
-
-    def prepare(self, demos) -> None:
-        if demos is not None and self.cfg.normalize_state:
-            self.critic.encoder.set_state_stats(torch.from_numpy(demos.state[demos.episode >= 0]))
+        return self.temperature.alpha
 
     def batch_windows(self) -> tuple[int, int]:
         return self.base.n_obs_steps, self.base.horizon

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from robolearn.policies.base import ChunkPolicy
 from robolearn.policies.features import augment
 from robolearn.policies.residual.configuration import ResidualPolicyConfig
 from robolearn.policies.residual.modeling import ResidualActor, ResidualPolicy, residual_action
@@ -118,17 +117,7 @@ class ResidualRL(Algorithm):
 
     def __init__(self, cfg: ResidualConfig, spec: AlgoSpec, device="cpu", seed: int = 0, base=None):
         super().__init__(cfg, spec, device, seed)
-        if base is None:
-            raise ValueError("residual RL refines a base policy: pass base= (train rl --base RUN)")
-        if not isinstance(base, ChunkPolicy):
-            raise TypeError(f"residual RL's base must be a diffusion or consistency policy, got "
-                            f"{type(base).__name__} ({getattr(base, 'type', '?')!r})")
-        bc = base.config
-        if (bc.state_dim, bc.action_dim) != (self.state_dim, self.action_dim):
-            raise ValueError(f"base policy has state/action dims {(bc.state_dim, bc.action_dim)}, the env has "
-                             f"{(self.state_dim, self.action_dim)}")
-        if tuple(bc.cameras) and set(bc.cameras) - set(self.image_shapes):
-            raise ValueError(f"base policy needs cameras {list(bc.cameras)}, the env provides {sorted(self.image_shapes)}")
+        self.check_base(base)
         # Two copies of the frozen base, one per acting mode: the trainer evaluates in the middle of a
         # training episode, and evaluation episodes must not consume (or reset) the chunk queue the
         # training episode is running open loop. The weights never change, so the copies stay equal.
@@ -143,16 +132,11 @@ class ResidualRL(Algorithm):
         self.counter = _Counter().to(self.device)
         self._last: dict[str, np.ndarray] = {}
 
-    @property
-    def backend(self) -> str:
-        return self.critic.backend
-
     # Setup -------------------------------------------------------------------------------------
     def prepare(self, demos) -> None:
+        super().prepare(demos)
         if demos is None:
             return
-        if self.cfg.normalize_state:
-            self.critic.encoder.set_state_stats(torch.from_numpy(demos.state[demos.episode >= 0]))
         self.relabel_demos(demos, torch.Generator(device="cpu").manual_seed(int(self.generator.initial_seed()) + 17))
 
     def relabel_demos(self, buf, generator: torch.Generator | None = None) -> int:

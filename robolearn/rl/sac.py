@@ -62,6 +62,11 @@ class Temperature(nn.Module):
     def forward(self) -> torch.Tensor:
         return self.log_alpha.exp()
 
+    @property
+    def alpha(self) -> torch.Tensor:
+        """The current temperature, detached (what the losses weigh entropy with)."""
+        return self.log_alpha.detach().exp()
+
 
 class SAC(Algorithm):
     config_class = SACConfig
@@ -78,17 +83,8 @@ class SAC(Algorithm):
         self.temp_opt = adam(self.temperature.parameters(), cfg.temp_lr, cfg.fused_adam)
 
     @property
-    def backend(self) -> str:
-        return self.critic.backend
-
-    @property
     def alpha(self) -> torch.Tensor:
-        return self.temperature.log_alpha.detach().exp()
-
-    def prepare(self, demos) -> None:
-        if demos is not None and self.cfg.normalize_state:
-            # raw states mix metres, quaternions and gripper openings; a grasp needs ~1 cm resolution
-            self.critic.encoder.set_state_stats(torch.from_numpy(demos.state[demos.episode >= 0]))
+        return self.temperature.alpha
 
     # Acting ------------------------------------------------------------------------------------
     @torch.no_grad()

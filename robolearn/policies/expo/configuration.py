@@ -11,6 +11,18 @@ from robolearn.policies.features import EncoderConfig
 BASE_TYPES = ("diffusion", "consistency")
 
 
+def check_selection(beta: float, num_samples: int, n_edit: int, log_std_min: float, log_std_max: float) -> None:
+    """The selection's settings, one rule for the exported policy and the algorithm that trains it."""
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if not 0 <= n_edit <= num_samples:
+        raise ValueError(f"n_edit must be in [0, num_samples={num_samples}], got {n_edit}")
+    if log_std_min >= log_std_max:
+        raise ValueError(f"log_std_min ({log_std_min}) must be < log_std_max ({log_std_max})")
+
+
 @dataclass
 class ExpoPolicyConfig:
     """One action per env step (closed loop): every step draws ``num_samples`` base actions, edits the
@@ -62,14 +74,7 @@ class ExpoPolicyConfig:
             raise ValueError(f"num_critics must be >= 1, got {self.num_critics}")
         if not 1 <= self.critic_subset <= self.num_critics:
             raise ValueError(f"critic_subset must be in [1, num_critics={self.num_critics}], got {self.critic_subset}")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
-        if not 0 <= self.n_edit <= self.num_samples:
-            raise ValueError(f"n_edit must be in [0, num_samples={self.num_samples}], got {self.n_edit}")
-        if self.log_std_min >= self.log_std_max:
-            raise ValueError(f"log_std_min ({self.log_std_min}) must be < log_std_max ({self.log_std_max})")
+        check_selection(self.beta, self.num_samples, self.n_edit, self.log_std_min, self.log_std_max)
         if self.n_action_steps != 1:
             raise ValueError("an EXPO policy selects one action per env step (n_action_steps must be 1)")
 
