@@ -248,3 +248,21 @@ def test_evaluation_logs_critic_q_next_to_the_discounted_return(tmp_path):
     state = torch.from_numpy(np.stack([o["state"] for o, _, _ in steps]))
     action = torch.from_numpy(np.stack([a for _, a, _ in steps]))
     assert q[-1] == pytest.approx(float(tr.algo.q_estimate({"state": state}, action).mean()), rel=1e-5)
+
+
+def test_resume_keeps_the_offline_curve_on_its_own_axis(tmp_path):
+    from robolearn.train.logging import ScalarLogger, read_scalars
+
+    log = ScalarLogger(tmp_path, tensorboard=False)
+    for k in (100, 200, 300):
+        log.log(k, {"offline/critic_loss": 1.0})   # offline updates 100..300
+    for k in (50, 150):
+        log.log(k, {"train/episode_return": 2.0})  # env steps
+    log.close()
+    ScalarLogger(tmp_path, purge_after=100, tensorboard=False,
+                 purge_after_by_prefix={"offline/": 300}).close()   # resume at env step 100, offline done
+    kept = [(r["tag"], r["step"]) for r in read_scalars(tmp_path / "scalars.csv")]
+    assert kept == [("offline/critic_loss", 100), ("offline/critic_loss", 200), ("offline/critic_loss", 300),
+                    ("train/episode_return", 50)]
+    ScalarLogger(tmp_path, purge_after=-1, tensorboard=False, purge_after_by_prefix={"offline/": -1}).close()
+    assert read_scalars(tmp_path / "scalars.csv") == []   # a fresh start drops an earlier attempt's rows

@@ -14,10 +14,14 @@ HEADER = ["step", "tag", "value", "wall_time"]
 
 
 class ScalarLogger:
-    def __init__(self, run_dir: str | Path, purge_after: int | None = None, tensorboard: bool = True):
+    def __init__(self, run_dir: str | Path, purge_after: int | None = None, tensorboard: bool = True,
+                 purge_after_by_prefix: dict[str, int] | None = None):
+        """``purge_after``: drop rows logged after this step (a resume); tags starting with a prefix in
+        ``purge_after_by_prefix`` have their own step axis (e.g. offline updates) and their own bound."""
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / CSV_NAME
+        self._prefix_bounds = dict(purge_after_by_prefix or {})
         if purge_after is not None and self.path.exists():
             self._truncate(purge_after)
         new = not self.path.exists()
@@ -31,7 +35,8 @@ class ScalarLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(self.dir / "tb"), purge_step=purge_after)
+                self._tb = SummaryWriter(str(self.dir / "tb"),
+                                         purge_step=None if purge_after is None else max(purge_after, 0))
             except ImportError:  # tensorboard is a dependency, but the CSV alone is enough to plot
                 self._tb = None
 
@@ -45,7 +50,8 @@ class ScalarLogger:
         w = csv.writer(buf)
         w.writerow(HEADER)
         for r in rows:
-            if r["step"] <= step:
+            bound = next((b for p, b in self._prefix_bounds.items() if r["tag"].startswith(p)), step)
+            if r["step"] <= bound:
                 w.writerow([r["step"], r["tag"], repr(r["value"]), r["wall_time"]])
         atomic_write_text(self.path, buf.getvalue())
 

@@ -259,7 +259,11 @@ class OnlineTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if resume and ck is not None:
             self.load_checkpoint(ck)
-        logger = ScalarLogger(self.out, purge_after=self.env_step if resume else None)
+        # a resume keeps the rows up to its checkpoint; a fresh start (or one with nothing to resume)
+        # drops whatever an earlier, uncheckpointed attempt logged
+        resumed = resume and ck is not None
+        logger = ScalarLogger(self.out, purge_after=self.env_step if resumed else -1,
+                              purge_after_by_prefix={"offline/": self.offline_updates if resumed else -1})
         self._offline_phase(logger, progress)
         end = min(tc.steps, stop_at) if stop_at is not None else tc.steps
         bar = tqdm(total=tc.steps, initial=self.env_step, disable=not progress, unit="step", dynamic_ncols=True,
