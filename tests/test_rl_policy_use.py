@@ -99,3 +99,20 @@ def test_serve_an_rl_run_over_dds(rl_run, tmp_path):
                 p.communicate(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def test_collect_refuses_a_policy_from_another_env_and_records_state_names(rl_run, tmp_path):
+    bad = subprocess.run(CLI + ["collect", "--env", "sim/pick_cube", "--source", "policy", "--checkpoint", str(rl_run),
+                                "--episodes", "1", "--out", str(tmp_path / "s"), "--no-progress"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "trained on 'sim/peg_insert', not 'sim/pick_cube'" in bad.stderr
+    ok = subprocess.run(CLI + ["collect", "--env", "sim/pick_cube", "--source", "policy", "--checkpoint", str(rl_run),
+                               "--episodes", "1", "--max-steps", "5", "--allow-env-mismatch", "--out",
+                               str(tmp_path / "t"), "--no-progress"], cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    from robolearn.data.episode_store import EpisodeStore
+
+    ep = next(iter(EpisodeStore(tmp_path / "t")))
+    names = ep.meta["state_names"]  # the env's state layout, for exports
+    assert len(names) == 15 and names[:3] == ["ee_pos.0", "ee_pos.1", "ee_pos.2"] and "gripper" in names

@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fps", type=int, default=20, help="control rate of the recorded episodes (frames per second)")
     parser.add_argument("--task", default=None, help="task text for every episode (default: episode meta task, else env)")
     parser.add_argument("--no-env-names", action="store_true",
-                        help="do not build the recorded env to name the state dimensions")
+                        help="no state dimension names (default: the names collect recorded, else state_0..)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

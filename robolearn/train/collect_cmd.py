@@ -33,6 +33,8 @@ class SourceOptions:
 
     noise: float = 0.0
     checkpoint: str | None = None
+    env: str | None = None                  # the env being recorded (a policy trained elsewhere is refused)
+    allow_env_mismatch: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.noise, (int, float)) or not np.isfinite(self.noise) or self.noise < 0:
@@ -120,6 +122,7 @@ class CollectConfig:
     image_size: int = 84
     max_steps: int | None = None
     checkpoint: str | None = None
+    allow_env_mismatch: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.cameras, str):
@@ -166,6 +169,7 @@ def collect(
     checkpoint: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
+    allow_env_mismatch: bool = False,
 ) -> dict[str, Any]:
     """Record episodes until ``out`` holds ``episodes`` of them; returns the run summary."""
     import robolearn
@@ -174,6 +178,7 @@ def collect(
     cfg = CollectConfig(
         env=env_name, source=source, episodes=episodes, out=str(out), noise=noise, seed=seed,
         cameras=cameras, image_size=image_size, max_steps=max_steps, checkpoint=checkpoint,
+        allow_env_mismatch=allow_env_mismatch,
     )
     say = log or (lambda _msg: None)
     overrides: dict[str, Any] = {}
@@ -223,8 +228,13 @@ def collect(
 def _run_episodes(env, store, cfg: CollectConfig, start: int, progress: bool) -> list[tuple[int, bool]]:
     from tqdm import tqdm
 
-    src = make_source(cfg.source, env, SourceOptions(noise=cfg.noise, checkpoint=cfg.checkpoint))
-    writer = store.writer(meta={"env": cfg.env, "source": cfg.source, "noise": cfg.noise})
+    src = make_source(cfg.source, env, SourceOptions(noise=cfg.noise, checkpoint=cfg.checkpoint, env=cfg.env,
+                                                     allow_env_mismatch=cfg.allow_env_mismatch))
+    meta = {"env": cfg.env, "source": cfg.source, "noise": cfg.noise}
+    layout = getattr(getattr(env, "unwrapped", env), "state_layout", None)
+    if layout:  # names of the state dimensions, for exports (LeRobot's feature names)
+        meta["state_names"] = [name if n == 1 else f"{name}.{i}" for name, n in layout for i in range(n)]
+    writer = store.writer(meta=meta)
     low = np.asarray(env.action_space.low, dtype=np.float32)
     high = np.asarray(env.action_space.high, dtype=np.float32)
     results: list[tuple[int, bool]] = []
@@ -296,7 +306,7 @@ def run(args) -> int:
         args.env, args.source, args.episodes, args.out, noise=args.noise, seed=args.seed,
         cameras=args.cameras, image_size=args.image_size, max_steps=args.max_steps,
         checkpoint=args.checkpoint, progress=not args.no_progress,
-        log=None if args.json else print,
+        log=None if args.json else print, allow_env_mismatch=args.allow_env_mismatch,
     )
     if args.json:
         print(json.dumps(summary, indent=2))
