@@ -266,3 +266,23 @@ def test_resume_keeps_the_offline_curve_on_its_own_axis(tmp_path):
                     ("train/episode_return", 50)]
     ScalarLogger(tmp_path, purge_after=-1, tensorboard=False, purge_after_by_prefix={"offline/": -1}).close()
     assert read_scalars(tmp_path / "scalars.csv") == []   # a fresh start drops an earlier attempt's rows
+
+
+def test_two_checkpoints_are_kept_and_a_damaged_latest_falls_back(tmp_path, capsys):
+    cfg = _cfg(steps=64, checkpoint_every=16, warmup_steps=8)
+    full = OnlineTrainer(cfg, "toy/track", tmp_path / "full", seed=2, env_factory=_factory(8))
+    full.run(progress=False)
+    part = OnlineTrainer(cfg, "toy/track", tmp_path / "part", seed=2, env_factory=_factory(8))
+    part.run(progress=False, stop_at=48)
+    names = sorted(p.name for p in (tmp_path / "part" / "checkpoints").iterdir())
+    assert names == ["step_000000032", "step_000000048"]  # the latest and one to fall back to
+    state = tmp_path / "part" / "checkpoints" / "step_000000048" / "train_state.safetensors"
+    state.write_bytes(state.read_bytes()[:100])  # damaged (e.g. a disk error)
+    resumed = OnlineTrainer(cfg, "toy/track", tmp_path / "part", seed=2, env_factory=_factory(8))
+    resumed.run(resume=True, progress=False)
+    err = capsys.readouterr().err
+    assert "step_000000048" in err and "falling back to the previous one" in err
+    # resuming from step 32 repeats the same steps the uninterrupted run took: same end state
+    fa, ra = full.agent.state_tensors(), resumed.agent.state_tensors()
+    for k in fa:
+        assert torch.equal(fa[k], ra[k]), k

@@ -253,12 +253,13 @@ class OnlineTrainer:
         from tqdm import tqdm
 
         tc = self.cfg.train
-        ck = rl_checkpoint.latest_checkpoint(self.out)
+        found = rl_checkpoint.candidates(self.out)
+        ck = found[0] if found else None
         if ck is not None and not resume:
             raise ValueError(f"{self.out} already holds a run (checkpoint {ck.name}); pass --resume or pick --out")
         self.out.mkdir(parents=True, exist_ok=True)
         if resume and ck is not None:
-            self.load_checkpoint(ck)
+            ck = self._load_first_good(found)
         # a resume keeps the rows up to its checkpoint; a fresh start (or one with nothing to resume)
         # drops whatever an earlier, uncheckpointed attempt logged
         resumed = resume and ck is not None
@@ -324,7 +325,7 @@ class OnlineTrainer:
                                                "train/success_rate_20": float(np.mean(self.recent_success))})
                     if self.env_step - self.last_ckpt_step >= tc.checkpoint_every:
                         self.save_checkpoint()
-            if self.env_step > self.last_ckpt_step or rl_checkpoint.latest_checkpoint(self.out) is None:
+            if self.env_step > self.last_ckpt_step or not rl_checkpoint.candidates(self.out):
                 self.save_checkpoint()
         finally:
             bar.close()
@@ -336,6 +337,24 @@ class OnlineTrainer:
     def algo_backend(self) -> str | None:
         critic = getattr(self.algo, "critic", None)
         return getattr(critic, "backend", None)
+
+    def _load_first_good(self, found: list[Path]) -> Path:
+        """Resume from the newest step folder that loads; a damaged one is named and skipped."""
+        import sys
+
+        errors = []
+        for ck in found:
+            try:
+                self.load_checkpoint(ck)
+            except Exception as exc:  # noqa: BLE001 - unreadable safetensors, truncated npz, bad JSON...
+                if "different agent config" in str(exc) or "is for env" in str(exc) or "trained with algo" in str(exc):
+                    raise  # a mismatch, not damage: the fallback would mismatch too
+                errors.append(f"{ck.name}: {type(exc).__name__}: {exc}")
+                print(f"robolearn: checkpoint {ck} is damaged ({type(exc).__name__}: {exc}); "
+                      "falling back to the previous one", file=sys.stderr)
+                continue
+            return ck
+        raise ValueError(f"no loadable checkpoint in {self.out / 'checkpoints'}: " + "; ".join(errors))
 
     def _postfix(self, ups, last_eval) -> dict:
         out = {"ret": f"{self.recent_returns[-1]:.1f}" if self.recent_returns else "-",

@@ -12,6 +12,7 @@ Layout of a run directory::
         policy/                        config.json + model.safetensors + normalization.safetensors
 
 A step folder is written under a temporary name, fsynced and renamed; ``latest.json`` flips after it.
+The two newest step folders are kept, so a damaged latest checkpoint has one to fall back to.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from robolearn.train.checkpoint import write_policy_files
 
 LATEST = "latest.json"
 POLICY_DIR = "policy"
+KEEP = 2  # step folders kept: the latest and one to fall back to
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -43,9 +45,27 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return ck
 
 
+def candidates(run_dir: str | Path) -> list[Path]:
+    """Step folders to resume from, best first: the one ``latest.json`` names, then the others newest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    steps = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_")
+                    and not p.name.endswith(".tmp")), key=lambda p: p.name, reverse=True)
+    pointer = Path(run_dir) / LATEST
+    try:
+        named = root / json.loads(pointer.read_text())["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        named = None
+    if named is not None and named in steps:
+        steps.remove(named)
+        steps.insert(0, named)
+    return steps
+
+
 def write_checkpoint(run_dir: Path, name: str, *, tensors: dict[str, torch.Tensor], policy, policy_meta: dict,
                      buffers: dict[str, Any], state: dict, run_config: dict) -> Path:
-    """Write one step folder atomically and point ``latest.json`` at it; older step folders are removed."""
+    """Write one step folder atomically and point ``latest.json`` at it; all but the newest ``KEEP`` go."""
     from safetensors.torch import save_file
 
     root = Path(run_dir) / "checkpoints"
@@ -68,8 +88,10 @@ def write_checkpoint(run_dir: Path, name: str, *, tensors: dict[str, torch.Tenso
     tmp.rename(final)
     fsync_path(root)
     atomic_write_json(Path(run_dir) / LATEST, {"checkpoint": name, "env_step": state.get("env_step")})
+    keep = {p.name for p in sorted((p for p in root.iterdir() if p.name.startswith("step_")
+                                    and not p.name.endswith(".tmp")), key=lambda p: p.name)[-KEEP:]} | {name}
     for old in root.iterdir():
-        if old.name != name:
+        if old.name not in keep:
             shutil.rmtree(old, ignore_errors=True)
     return final
 
