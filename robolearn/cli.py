@@ -28,6 +28,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
                                 "BC vs RLPD vs residual vs EXPO vs ConRFT from one base per seed: table + curve"),
     ("serve",): ("robolearn.deploy.serve_cmd", "serve a policy on the robot's controller loop (DDS or rclpy)"),
     ("sim-robot",): ("robolearn.deploy.sim_robot_cmd", "run a MuJoCo task as a ros2_control robot over DDS"),
+    ("robot",): ("robolearn.deploy.robot_cmd", "enable | disable | estop | release a running serve over DDS"),
     ("bench", "env"): ("robolearn.bench.env_bench", "env steps/s vs raw MuJoCo physics"),
     ("bench", "policy"): ("robolearn.bench.policy_bench", "policy inference latency"),
     ("bench", "learner"): ("robolearn.bench.learner_bench", "RL learner updates/s and FLOP rate"),

@@ -84,6 +84,7 @@ class DdsBus:
         self._writers: dict[str, object] = {}
         self.received: Counter = Counter()
         self.dropped: Counter = Counter()
+        self.lifecycle: Counter = Counter()  # dispose/unregister notices (peers leaving), not data
         self.last_error: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -134,6 +135,12 @@ class DdsBus:
                 bus._drop(ros_topic, f"undecodable sample: {exc}")
                 return
             for msg in samples:
+                if _is_lifecycle(msg):
+                    # A dispose / unregister (a peer's writer deleted, e.g. a clean exit): no data
+                    # to deliver, and not a malformed message, so neither received nor dropped.
+                    with bus._lock:
+                        bus.lifecycle[ros_topic] += 1
+                    continue
                 with bus._lock:
                     bus.received[ros_topic] += 1
                 try:
@@ -176,6 +183,21 @@ class DdsBus:
     def __del__(self) -> None:
         if getattr(self, "participant", None) is not None:
             self.close()
+
+
+def _is_lifecycle(sample) -> bool:
+    """True for a sample that carries no data: Cyclone's InvalidSample (sample_info.valid_data False).
+
+    Why: when a peer's writer is deleted (the peer exits cleanly) the reader gets a dispose /
+    unregister notice as an InvalidSample; passing it to a callback that reads ``msg.data`` counted a
+    clean exit as a "malformed message".
+    """
+    from cyclonedds.internal import InvalidSample
+
+    if isinstance(sample, InvalidSample):
+        return True
+    info = getattr(sample, "sample_info", None)
+    return info is not None and getattr(info, "valid_data", True) is False
 
 
 class Writer:

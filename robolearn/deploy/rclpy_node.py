@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from robolearn.config_io import from_dict
 from robolearn.hardware.robot_config import RobotConfig
 
-NODE_PARAMS = {"robot_config": "hardware/sim_arm.yaml", "checkpoint": "", "policy": "", "start_enabled": False,
+NODE_PARAMS = {"robot_config": "sim_arm", "checkpoint": "", "policy": "", "start_enabled": False,
                "inference": "process", "torch_threads": 1, "rt_priority": 0,
                "refill_threshold": 4, "new_weight": 0.5, "freeze": 0, "status_period": 5.0}
 # Robot-config fields exposed as ROS parameters (plain scalars and lists; `extra` is not).

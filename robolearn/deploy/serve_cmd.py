@@ -1,4 +1,4 @@
-"""``robolearn serve --checkpoint DIR --robot hardware/sim_arm.yaml --transport dds|rclpy``.
+"""``robolearn serve --checkpoint DIR --robot sim_arm --transport dds|rclpy``.
 
 Runs a policy on the controller loop of a ROS 2 node. The node starts DISABLED: publish ``true`` on
 the robot config's ``enable_topic`` (std_msgs/Bool) to start, ``true`` on ``estop_topic`` to stop
@@ -10,6 +10,10 @@ import argparse
 import sys
 import time
 
+# Why: a serve with no robot on its domain used to sit silently disabled; after this long without
+# a single joint state it says which topic and domain it listens on (once, on stderr).
+NO_STATE_WARN_S = 3.0
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
@@ -17,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--policy", help="path/to/file.py:Name, an object with reset() and act(obs) -> (H, A)")
     p.add_argument("--device", default="cpu",
                    help="auto|cpu|cuda|mps for the policy (default cpu: small nets at batch 1 are fastest there)")
-    p.add_argument("--robot", default="hardware/sim_arm.yaml", help="robot config YAML")
+    p.add_argument("--robot", default="sim_arm",
+                   help="robot config: a shipped name (sim_arm, franka_fr3, ur5e) or a YAML path (default sim_arm)")
     p.add_argument("--transport", choices=("dds", "rclpy"), default="dds")
     p.add_argument("--domain", type=int, default=0, help="DDS domain id (dds transport)")
     p.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0 = until Ctrl-C)")
@@ -72,6 +77,7 @@ def run(args) -> int:
           f"{'ENABLED' if args.enable else 'disabled until ' + cfg.enable_topic + ' is true'}", flush=True)
     start = time.monotonic()
     next_status = next_print = start
+    warned = False
     try:
         while args.seconds <= 0 or time.monotonic() - start < args.seconds:
             time.sleep(0.02)
@@ -79,6 +85,11 @@ def run(args) -> int:
             if args.status_file and now >= next_status:
                 write_json_atomic(args.status_file, node.status())
                 next_status += args.status_every
+            if not warned and now - start >= NO_STATE_WARN_S and not node.bus.received.get(cfg.joint_states_topic):
+                warned = True
+                print(f"serve: warning: no joint states on {cfg.joint_states_topic} (DDS domain {args.domain}) "
+                      f"after {NO_STATE_WARN_S:g} s: is the robot (or `robolearn sim-robot --domain {args.domain}`) "
+                      f"running on this domain?", file=sys.stderr, flush=True)
             if args.print_every > 0 and now >= next_print + args.print_every:
                 print(f"serve [{node.loop.mode}] {node.loop.stats.format()}", flush=True)
                 next_print = now

@@ -8,7 +8,8 @@ import yaml
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", default="sim/peg_insert", help="registered sim task")
-    p.add_argument("--robot", default="hardware/sim_arm.yaml", help="robot config YAML (topics, joint names)")
+    p.add_argument("--robot", default="sim_arm",
+                   help="robot config (topics, joint names): a shipped name (sim_arm, ...) or a YAML path")
     p.add_argument("--domain", type=int, default=0, help="DDS domain id")
     p.add_argument("--rate", type=float, default=100.0, help="controller / joint_states rate (Hz)")
     p.add_argument("--cameras", default="", help="comma-separated cameras to publish as sensor_msgs/Image")

@@ -102,4 +102,35 @@ class RobotConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RobotConfig":
-        return load_yaml(cls, path)
+        """Load a robot config from a YAML path or a shipped name (``sim_arm``, ``franka_fr3``): see resolve_robot."""
+        return load_yaml(cls, resolve_robot(path))
+
+
+# The robot configs shipped inside the package, so `--robot sim_arm` works from any folder. The
+# top-level hardware/ folder of the repository is the editable copy a user points to by path; a test
+# keeps the two identical.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def shipped_robots() -> list[str]:
+    """Names of the robot configs shipped with the package (file stems of configs/*.yaml)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_robot(robot: str | Path) -> Path:
+    """``--robot`` as a path (absolute or relative to the cwd) or a bare shipped name.
+
+    Why: the old default ``hardware/sim_arm.yaml`` only existed relative to the repository, so
+    ``sim-robot`` / ``serve`` failed when run from any other folder. An existing file always wins, so a
+    user's edited copy is used when pointed to; a bare name (no folder, with or without ``.yaml``) falls
+    back to the shipped config, and so does ``hardware/NAME.yaml`` (the README's repository path) when
+    no such file is in the cwd; otherwise the error names the path and lists the shipped names.
+    """
+    path = Path(robot)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / (path.name if path.suffix in (".yaml", ".yml") else path.name + ".yaml")
+    if (len(path.parts) == 1 or str(path) == f"hardware/{path.name}") and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(f"robot config {str(robot)!r} not found (not a file; shipped robots: "
+                            f"{', '.join(shipped_robots())})")
