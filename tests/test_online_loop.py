@@ -286,3 +286,17 @@ def test_two_checkpoints_are_kept_and_a_damaged_latest_falls_back(tmp_path, caps
     fa, ra = full.agent.state_tensors(), resumed.agent.state_tensors()
     for k in fa:
         assert torch.equal(fa[k], ra[k]), k
+
+
+@pytest.mark.parametrize("name", ["rlpd", "sac"])
+def test_the_preset_is_the_shipped_recipe(name):
+    """`--algo sac` without `--config` trains what policies/sac.yaml says (one place for the defaults)."""
+    import pathlib
+
+    import yaml
+
+    from robolearn.config_io import to_dict
+
+    recipe = yaml.safe_load((pathlib.Path(__file__).parents[1] / "policies" / f"{name}.yaml").read_text())
+    recipe.get("train", {}).pop("env_overrides", None)  # env-specific (pick_cube's privileged state)
+    assert to_dict(build_config(name)) == to_dict(build_config(name, recipe))

@@ -1,7 +1,8 @@
 """Algorithm name -> (class, preset). ``--algo`` lists this registry; a recipe YAML is merged on the preset.
 
 A preset is the defaults a name stands for (``rlpd`` and ``sac`` are one class with different
-defaults). Entries hold "module:Class" strings so that listing names imports nothing heavy, and a
+defaults); the presets of ``rlpd`` and ``sac`` equal the shipped recipes policies/rlpd.yaml and
+policies/sac.yaml (a test keeps them so), except for env-specific overrides that only a recipe names. Entries hold "module:Class" strings so that listing names imports nothing heavy, and a
 test or plug-in can ``register`` its own algorithm without touching the trainer.
 """
 from __future__ import annotations
@@ -26,13 +27,18 @@ _ALGOS: dict[str, AlgoEntry] = {
     "rlpd": AlgoEntry("robolearn.rl.sac:SAC",
                       agent={"num_critics": 10, "critic_subset": 2, "backup_entropy": False, "init_temperature": 1e-2,
                              "target_entropy_scale": 0.5, "discount": 0.97},
-                      train={"demo_fraction": 0.5},
+                      train={"demo_fraction": 0.5, "utd_ratio": 2, "actor_every": 2, "batch_size": 256,
+                             "steps": 20_000, "warmup_steps": 500, "random_warmup": False, "eval_every": 2_000,
+                             "eval_episodes": 10, "checkpoint_every": 2_000, "log_every": 500},
                       help="SAC from demos plus online data (RLPD / SERL)"),
     # Plain SAC: twin critics, entropy in the backup, target entropy -|A|, no demos.
     "sac": AlgoEntry("robolearn.rl.sac:SAC",
                      agent={"num_critics": 2, "critic_subset": 2, "backup_entropy": True, "init_temperature": 0.1,
-                            "target_entropy_scale": 1.0, "discount": 0.99},
-                     train={"demo_fraction": 0.0, "warmup_steps": 5_000},
+                            "target_entropy_scale": 1.0, "discount": 0.99, "tau": 0.01, "actor_lr": 1e-3,
+                            "critic_lr": 1e-3, "temp_lr": 3e-4},
+                     train={"demo_fraction": 0.0, "warmup_steps": 1_000, "utd_ratio": 1, "actor_every": 1,
+                            "batch_size": 256, "steps": 12_500, "eval_every": 625, "eval_episodes": 5,
+                            "checkpoint_every": 1_250, "log_every": 125},
                      help="soft actor-critic from scratch"),
     # Residual RL on a frozen base (ResiP's residual, trained off-policy as ResFiT / Policy Decorator):
     # 10 LayerNorm critics, min over 2, n-step 3, 50/50 demos (relabelled with the base's actions).
