@@ -70,8 +70,23 @@ def bench_env(env_name: str, steps: int = 500, reps: int = 5, sizes=(84, 128)) -
     }
 
 
+def check_flags(args) -> list[int]:
+    """Validate the flags before building envs (bad numbers name their flag); returns the sizes."""
+    for flag, value in (("--steps", args.steps), ("--reps", args.reps)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    try:
+        sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
+    bad = [s for s in sizes if s < 1]
+    if bad:
+        raise ValueError(f"--sizes must be >= 1, got {args.sizes!r}")
+    return sizes
+
+
 def run(args) -> int:
-    sizes = [int(s) for s in str(args.sizes).split(",") if s]
+    sizes = check_flags(args)
     result = bench_env(args.env, steps=args.steps, reps=args.reps, sizes=sizes)
     path = write_json(result, args.out)
     med = result["steps_per_s_median"]

@@ -122,14 +122,27 @@ def run_one(name: str, policy, cfg, domain: int, seconds: float, loop_overrides:
     return result
 
 
+def check_flags(args) -> None:
+    """Validate the numbers before a robot process is started, each error naming its flag."""
+    if not args.seconds > 0:
+        raise ValueError(f"--seconds must be > 0, got {args.seconds}")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.domain is not None and not 0 <= args.domain <= 232:
+        raise ValueError(f"--domain must be a DDS domain id in 0..232, got {args.domain}")
+    if not 0 <= args.rt_priority <= 99:
+        raise ValueError(f"--rt-priority must be in 0..99 (0: no real-time priority), got {args.rt_priority}")
+    if not -20 <= args.inference_nice <= 19:
+        raise ValueError(f"--inference-nice must be in -20..19, got {args.inference_nice}")
+
+
 def run(args) -> int:
     from robolearn.bench.common import machine_info, write_json
     from robolearn.deploy.dds import free_domain_id, loopback_config, use_loopback
     from robolearn.deploy.synthetic_policies import NAMES, build_synthetic_policies
     from robolearn.hardware.robot_config import RobotConfig
 
-    if args.seconds <= 0:
-        raise ValueError("--seconds must be positive")
+    check_flags(args)
     sys.setswitchinterval(0.0005)
     use_loopback()
     cfg = RobotConfig.load(args.robot)

@@ -415,10 +415,38 @@ class EpisodeWriter:
 # ----------------------------------------------------------------------------------------------
 # Store
 # ----------------------------------------------------------------------------------------------
+def is_episode_store(root: str | os.PathLike) -> bool:
+    """A directory is a store when it holds episode files, their index or a writer's temp file.
+
+    Reading code checks this before touching a folder, because reading a store refreshes its
+    ``index.json``: without the check, pointing a reader at a run folder would plant an index there
+    and report "0 episodes" as if that were a valid answer.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return False
+    with os.scandir(root) as it:
+        return any(
+            _EPISODE_RE.match(e.name) or e.name == INDEX_NAME or e.name.startswith(_TMP_PREFIX) for e in it
+        )
+
+
+def describe_folder(root: str | os.PathLike, limit: int = 8) -> str:
+    """What a folder holds, for errors: ``config.json, checkpoint/ ...`` or ``it is empty``."""
+    names = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(root))
+    if not names:
+        return "it is empty"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"it holds {', '.join(names[:limit])}{more}"
+
+
 class EpisodeStore:
     """A directory of episode files plus a cached index (see module docstring)."""
 
     def __init__(self, root: str | os.PathLike, *, create: bool = True):
+        """``create=False`` opens an existing store for reading: a missing path, or a folder that is not
+        a store (see ``is_episode_store``), raises FileNotFoundError naming what the folder holds, and
+        nothing is written to it."""
         self.root = Path(root)
         if not self.root.exists():
             if not create:
@@ -426,6 +454,10 @@ class EpisodeStore:
             self.root.mkdir(parents=True, exist_ok=True)
         if not self.root.is_dir():
             raise NotADirectoryError(f"episode store path is not a directory: {self.root}")
+        if not create and not is_episode_store(self.root):
+            raise FileNotFoundError(
+                f"{self.root} is not an episode store (no episode files; {describe_folder(self.root)})"
+            )
         self._index: dict | None = None
         self._warned: set[str] = set()
 

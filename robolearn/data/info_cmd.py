@@ -10,10 +10,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("path", help="episode store directory")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--stats", action="store_true", help="also print per-key mean/std/min/max")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when any episode file is corrupt (for scripts and CI)")
 
 
 def info(path: str | Path, *, stats: bool = False) -> dict:
-    """The summary dict (JSON-ready); FileNotFoundError when there is no store at ``path``."""
+    """The summary dict (JSON-ready); FileNotFoundError when there is no store at ``path``.
+
+    A folder that is not a store (a run folder, say) is an error naming what it holds, and nothing is
+    written into it: opening with ``create=False`` refuses before the index could be refreshed.
+    """
     from robolearn.data.episode_store import EpisodeStore
 
     path = Path(path)
@@ -54,6 +60,13 @@ def format_summary(summary: dict) -> str:
 
 
 def run(args) -> int:
+    import sys
+
     summary = info(args.path, stats=args.stats)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    if args.strict and summary["corrupt"]:
+        # The summary still prints (it says which files); the exit code is what a script checks.
+        print(f"robolearn: error: {len(summary['corrupt'])} corrupt episode file(s) in {summary['path']} "
+              f"(--strict)", file=sys.stderr)
+        return 1
     return 0

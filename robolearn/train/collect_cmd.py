@@ -142,17 +142,44 @@ class CollectConfig:
 
 
 def _check_resume(store, cfg: CollectConfig) -> None:
-    """Refuse to append episodes of a different env/source to an existing store."""
-    names = store.names()
-    if not names:
+    """Refuse to append episodes that differ from the store's: env, source, cameras or image size.
+
+    A store mixing image and state-only episodes (or two image sizes) only failed much later, in
+    ``train bc`` or ``data export``; here both values are named while the fix is a flag away. Cameras
+    and sizes come from the index (the recorded frames), so stores written before they were in the
+    episode meta are checked too.
+    """
+    valid = [e for _, e in sorted(store.refresh()["files"].items()) if "corrupt" not in e]
+    if not valid:
         return
-    meta = store.load(names[0], images=False).meta
+    meta = store.load(store.names()[0], images=False).meta
     for key, want in (("env", cfg.env), ("source", cfg.source)):
         have = meta.get(key)
         if have is not None and have != want:
             raise ValueError(
                 f"{store.root} already holds episodes with {key}={have!r}, not {want!r}; use another --out"
             )
+    if len(valid) >= cfg.episodes:
+        return  # nothing will be appended (a complete store is reported, whatever the image flags)
+    shapes = valid[0]["shapes"]
+    have_cams = sorted(k.split("/", 1)[1] for k in shapes if k.startswith("images/"))
+    want_cams = sorted(cfg.cameras)
+    if have_cams != want_cams:
+        def show(cams):
+            return ",".join(cams) if cams else "none"
+        raise ValueError(
+            f"{store.root} already holds episodes with cameras {show(have_cams)}, not {show(want_cams)}; "
+            f"{'pass --cameras ' + show(have_cams) if have_cams else 'drop --cameras'} to resume it, "
+            "or use another --out"
+        )
+    sizes = sorted({tuple(shapes[f"images/{c}"][:2]) for c in have_cams})
+    want = (cfg.image_size, cfg.image_size)
+    if sizes and sizes != [want]:
+        have_size = " and ".join(f"{h}x{w}" for h, w in sizes)
+        raise ValueError(
+            f"{store.root} already holds images of {have_size} px, not {want[0]}x{want[1]} px "
+            f"(--image-size {cfg.image_size}); pass the store's size to resume it, or use another --out"
+        )
 
 
 def collect(
