@@ -22,7 +22,7 @@ class DemoBuffer(ReplayBuffer):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"demo directory not found: {root}")
-        store = EpisodeStore(root)
+        store = EpisodeStore(root, create=False)  # reading demos never writes into the folder
         episodes = [ep for ep in store if ep.length > 0 and (ep.succeeded or not only_successful)]
         if not episodes:
             raise ValueError(f"no usable episodes in demo store {root}")

@@ -96,7 +96,7 @@ def load_episodes(path: str | Path, success_only: bool = True) -> list:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"demo data not found: {path}")
-    episodes = list(EpisodeStore(path))
+    episodes = list(EpisodeStore(path, create=False))
     if success_only:
         episodes = [e for e in episodes if e.succeeded]
     if not episodes:
