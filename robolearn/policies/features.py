@@ -30,6 +30,19 @@ class EncoderConfig:
             raise ValueError(f"encoder shift_pad must be >= 0, got {self.shift_pad}")
 
 
+def check_head_fields(cfg) -> None:
+    """The fields every per-step head's config shares (encoder, cameras, hidden sizes, dims): coerced from
+    their JSON forms and checked, one rule for the Gaussian, residual and EXPO policies."""
+    if isinstance(cfg.encoder, dict):
+        cfg.encoder = EncoderConfig(**cfg.encoder)
+    cfg.cameras = tuple(cfg.cameras)
+    cfg.hidden = tuple(int(h) for h in cfg.hidden)
+    if not cfg.hidden or min(cfg.hidden) < 1:
+        raise ValueError(f"hidden must be a non-empty list of positive sizes, got {cfg.hidden}")
+    if cfg.state_dim < 0 or cfg.action_dim < 0:
+        raise ValueError("state_dim/action_dim must be >= 0")
+
+
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """DrQ augmentation on (B, H, W, C) frames: pad by replication and crop back at a random offset.
 

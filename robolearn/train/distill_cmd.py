@@ -20,16 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_argument(parser)
 
 
-def check_flags(args: argparse.Namespace) -> None:
-    """Refuse bad numbers before any work: ``--steps -5`` used to train nothing and still report a
-    checkpoint (step 0, loss nan) with exit 0."""
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0 (0: torch default), got {args.threads}")
-
-
 def run(args: argparse.Namespace) -> int:
+    from robolearn.train.bc_cmd import check_flags  # the same flags, the same rules
+
     check_flags(args)
     import torch
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from robolearn.policies.features import EncoderConfig
+from robolearn.policies.features import EncoderConfig, check_head_fields
 
 
 @dataclass
@@ -25,14 +25,7 @@ class GaussianConfig:
     n_action_steps: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.encoder, dict):
-            self.encoder = EncoderConfig(**self.encoder)
-        self.cameras = tuple(self.cameras)
-        self.hidden = tuple(int(h) for h in self.hidden)
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must be a non-empty list of positive sizes, got {self.hidden}")
-        if self.state_dim < 0 or self.action_dim < 0:
-            raise ValueError("state_dim/action_dim must be >= 0")
+        check_head_fields(self)
         if self.log_std_min >= self.log_std_max:
             raise ValueError(f"log_std_min ({self.log_std_min}) must be < log_std_max ({self.log_std_max})")
         if self.n_obs_steps != 1 or self.n_action_steps != 1:
