@@ -91,8 +91,9 @@ def test_demo_buffer_errors(tmp_path):
     with pytest.raises(ValueError, match="camera"):
         DemoBuffer.from_store(tmp_path / "d", ObsSpec(3, {"front": (8, 8, 3)}), 2)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no usable episodes"):
+    with pytest.raises(FileNotFoundError, match="is not an episode store .*it is empty"):
         DemoBuffer.from_store(tmp_path / "empty")
+    assert list((tmp_path / "empty").iterdir()) == []  # reading demos wrote nothing there
 
 
 def test_demo_buffer_with_images(tmp_path):
