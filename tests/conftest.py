@@ -20,3 +20,14 @@ def pytest_report_header(config) -> str:
 @pytest.fixture
 def device():
     return test_device()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks on a shared 2-core machine: extra OpenMP threads only add barrier waits."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from procs import stop
 
 pytest.importorskip("cyclonedds")
 torch = pytest.importorskip("torch")
@@ -61,12 +62,7 @@ def test_serve_a_checkpoint_folder(tmp_path):
         r = json.loads(robot_status.read_text())
         assert r["commands"]["trajectory"] >= 100 and r["moved"] > 1e-3
     finally:
-        for p in (serve, sim):
-            p.terminate()
-            try:
-                p.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(serve, sim)
 
 
 def test_serve_missing_checkpoint_is_one_clear_line(tmp_path):

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from procs import wait_for
 
 pytest.importorskip("cyclonedds")
 
@@ -22,13 +23,6 @@ class Up:
         return a
 
 
-def _wait(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_forward_interface_end_to_end():
@@ -59,16 +53,16 @@ def test_forward_interface_end_to_end():
     t.start()
     node.start()
     try:
-        _wait(lambda: node.loop.latest_state() is not None, 5, "joint states")
+        wait_for(lambda: node.loop.latest_state() is not None, 5, "joint states")
         z0 = robot.robot.ee_pose()[0][2]
         node.loop.set_enabled(True)
-        _wait(lambda: robot.robot.ee_pose()[0][2] > z0 + 0.02, 8, "the arm to rise")
+        wait_for(lambda: robot.robot.ee_pose()[0][2] > z0 + 0.02, 8, "the arm to rise")
         assert robot.counts["forward"] > 10 and robot.counts["trajectory"] == 0 and traj == []
         assert all(len(d) == 8 for _, d in wire)
         # a malformed command: the robot drops and counts it, keeps its target and keeps running
         target = robot.target.copy()
         bad_writer.write(M.Float64MultiArray(data=[0.0, 1.0, 2.0]))
-        _wait(lambda: robot.bus.dropped.get(cfg.forward_topic, 0) >= 1, 3, "the robot to drop the bad command")
+        wait_for(lambda: robot.bus.dropped.get(cfg.forward_topic, 0) >= 1, 3, "the robot to drop the bad command")
         assert "3 values for 8 joints" in robot.bus.last_error[cfg.forward_topic]
         assert np.all(np.abs(robot.target - target) < 0.1)
         # the robot stops publishing joint states: the node must hold within 3 periods of staleness

@@ -10,19 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from procs import STILL_POLICY
 
 from robolearn.hardware.robot_config import CONFIG_DIR, RobotConfig, resolve_robot, shipped_robots
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_POLICY = """import numpy as np
-
-class Still:
-    def reset(self):
-        pass
-
-    def act(self, obs):
-        return np.zeros((4, 7))
-"""
 
 
 def test_shipped_configs_match_the_editable_copies():
@@ -69,7 +61,7 @@ def test_serve_from_another_folder_without_a_robot_warns_once(tmp_path):
     pytest.importorskip("cyclonedds")
     from robolearn.deploy.dds import free_domain_id
 
-    (tmp_path / "tiny.py").write_text(TINY_POLICY)
+    (tmp_path / "tiny.py").write_text(STILL_POLICY)
     domain = free_domain_id(os.getpid() + 41)
     r = _cli(["serve", "--policy", "tiny.py:Still", "--domain", str(domain), "--seconds", "4.5",
               "--inference", "thread", "--print-every", "0"], tmp_path)

@@ -16,16 +16,11 @@ from robolearn.train.online import OnlineTrainer
 from robolearn.train.rl_config import build_config
 from test_online_loop import TrackEnv
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 B = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is fastest, and far faster than two on a shared, loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_consistency(seed: int = 0):

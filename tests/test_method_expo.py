@@ -14,16 +14,11 @@ from robolearn.rl.expo import (EXPO, EXPOConfig, edit_actions, edit_log_prob, ed
                                temperature_target)
 from robolearn.train.checkpoint import load_policy, save_policy
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 S, A, N_OBS, H = 3, 2, 2, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets on a shared 2-core machine: extra OpenMP threads only add barrier waits."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_base(state_dim=S, action_dim=A, seed=0):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from procs import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "robolearn.cli"]
@@ -93,12 +94,7 @@ def test_serve_an_rl_run_over_dds(rl_run, tmp_path):
         assert s["bad_chunks"] == 0 and s["safety"]["rejected"] == 0, s["last_error"]
         assert r["commands"]["trajectory"] >= 50
     finally:
-        for p in (serve, sim):
-            p.terminate()
-            try:
-                p.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(serve, sim)
 
 
 def test_collect_refuses_a_policy_from_another_env_and_records_state_names(rl_run, tmp_path):

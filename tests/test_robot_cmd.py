@@ -8,21 +8,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from procs import STILL_POLICY, wait_for
 
 pytest.importorskip("cyclonedds")
 
-TINY_POLICY = """import numpy as np
-
-class Still:
-    def reset(self):
-        pass
-
-    def act(self, obs):
-        return np.zeros((4, 7))
-"""
 
 
 def _env():
@@ -31,23 +22,13 @@ def _env():
     return dict(os.environ, CYCLONEDDS_URI=loopback_config(), MUJOCO_GL="egl", OMP_NUM_THREADS="1")
 
 
-def _wait(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if pred():
-                return
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_robot_commands_steer_serve_from_another_folder(tmp_path):
     from robolearn.deploy.dds import free_domain_id
 
     domain = free_domain_id(os.getpid() + 57)
-    (tmp_path / "tiny.py").write_text(TINY_POLICY)
+    (tmp_path / "tiny.py").write_text(STILL_POLICY)
     cli = [sys.executable, "-m", "robolearn.cli"]
     status = tmp_path / "serve.json"
     procs = [
@@ -69,23 +50,23 @@ def test_robot_commands_steer_serve_from_another_folder(tmp_path):
         return r.stdout
 
     try:
-        _wait(lambda: serve()["received"].get("/joint_states", 0) > 5, 60, "serve to receive joint states")
+        wait_for(lambda: serve()["received"].get("/joint_states", 0) > 5, 60, "serve to receive joint states")
         assert serve()["enabled"] is False
         out = robot("enable")
         assert "sent true on /robolearn/enable" in out
-        _wait(lambda: serve()["enabled"] is True, 5, "serve to be enabled")
+        wait_for(lambda: serve()["enabled"] is True, 5, "serve to be enabled")
         robot("estop")
-        _wait(lambda: serve()["estopped"] is True and serve()["enabled"] is False, 5, "the e-stop to latch")
+        wait_for(lambda: serve()["estopped"] is True and serve()["enabled"] is False, 5, "the e-stop to latch")
         robot("enable")  # ignored while latched
         time.sleep(0.3)
         assert serve()["enabled"] is False and serve()["estopped"] is True
         robot("release")
-        _wait(lambda: serve()["estopped"] is False, 5, "the e-stop to clear")
+        wait_for(lambda: serve()["estopped"] is False, 5, "the e-stop to clear")
         assert serve()["enabled"] is False  # release does not re-enable
         robot("enable")
-        _wait(lambda: serve()["enabled"] is True, 5, "serve to be enabled again")
+        wait_for(lambda: serve()["enabled"] is True, 5, "serve to be enabled again")
         robot("disable")
-        _wait(lambda: serve()["enabled"] is False, 5, "serve to be disabled")
+        wait_for(lambda: serve()["enabled"] is False, 5, "serve to be disabled")
         time.sleep(0.5)
         # five `robot` processes came and went: their exits are not malformed messages
         assert not serve()["dropped"], serve()
@@ -124,14 +105,14 @@ def test_a_writer_leaving_is_not_a_malformed_message():
     sub.reader("/robolearn/enable", M.Bool, lambda msg: got.append(msg.data))
     w = pub.writer("/robolearn/enable", M.Bool)
     try:
-        _wait(lambda: w.matched() > 0, 10, "the reader to match")
+        wait_for(lambda: w.matched() > 0, 10, "the reader to match")
         time.sleep(0.1)
         for _ in range(3):
             w.write(M.Bool(data=True))
             time.sleep(0.02)
-        _wait(lambda: got, 5, "a sample")
+        wait_for(lambda: got, 5, "a sample")
         pub.close()  # the peer exits cleanly
-        _wait(lambda: sub.lifecycle.get("/robolearn/enable", 0) > 0, 5, "the dispose/unregister notice")
+        wait_for(lambda: sub.lifecycle.get("/robolearn/enable", 0) > 0, 5, "the dispose/unregister notice")
         time.sleep(0.2)
         assert sub.dropped.get("/robolearn/enable", 0) == 0, sub.last_error
         assert got and all(v is True for v in got)
