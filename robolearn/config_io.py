@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import typing
 from pathlib import Path
@@ -16,23 +17,52 @@ class ConfigError(ValueError):
     pass
 
 
-def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; nested dataclass fields are built recursively."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+def unknown_keys_error(unknown, known, where: str, *, what: str = "key") -> ConfigError:
+    """The error for keys a config does not have: each one with its nearest known key, then all of them.
+
+    A typo in a recipe (``horizn``) is the common case, and the list of 30 known keys hides the one
+    that was meant; the suggestion names it. Callers that check their own top-level sections
+    (recipe ``type/policy/train``, RL ``algo/agent/train``) use this too, so every message reads alike.
+    """
+    known = sorted(map(str, known))
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        parts.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    plural = "s" if len(parts) > 1 else ""
+    return ConfigError(f"{where}: unknown {what}{plural} {', '.join(parts)}; known {what}s: {', '.join(known)}")
+
+
+def check_keys(data: dict[str, Any], known, where: str, *, what: str = "key") -> None:
+    """Raise ``unknown_keys_error`` when ``data`` has keys outside ``known``."""
+    unknown = sorted(set(map(str, data)) - set(map(str, known)))
     if unknown:
-        raise ConfigError(
-            f"{where or cls.__name__}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"known keys: {', '.join(sorted(fields))}"
-        )
+        raise unknown_keys_error(unknown, known, where, what=what)
+
+
+def _label(where: str, source: str | Path | None) -> str:
+    if source is None or str(source) in where:
+        return where
+    return f"{source}: {where}"
+
+
+def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "", source: str | Path | None = None) -> T:
+    """Build dataclass ``cls`` from ``data``; nested dataclass fields are built recursively.
+
+    ``where`` names the section (``recipe.policy``), ``source`` the file it came from; both appear in
+    every error, so a message about a key says which file to open.
+    """
+    where = _label(where or cls.__name__, source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    check_keys(data, fields, where)
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
         hint = hints.get(name)
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value, where=f"{where or cls.__name__}.{name}")
+            value = from_dict(hint, value, where=f"{where}.{name}")
         elif isinstance(value, list) and typing.get_origin(hint) is tuple:
             value = tuple(value)
         elif isinstance(value, str) and _accepts(hint, float) and not _accepts(hint, str):
@@ -40,7 +70,7 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(f"{where or cls.__name__}.{name}: expected a number, got {value!r}") from None
+                raise ConfigError(f"{where}.{name}: expected a number, got {value!r}") from None
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -62,7 +92,7 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
         raise FileNotFoundError(f"config file not found: {path}")
     with path.open() as fh:
         data = yaml.safe_load(fh) or {}
-    return from_dict(cls, data, where=str(path))
+    return from_dict(cls, data, where=cls.__name__, source=path)
 
 
 def save_json(cfg: Any, path: str | Path) -> None:
