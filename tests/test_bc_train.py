@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from robolearn.config_io import ConfigError
 from robolearn.train import checkpoint as ckpt
 from robolearn.train.bc import ChunkDataset, build_policy, load_recipe, recipe_from_dict, run_training, train_bc
+from robolearn.train.logging import load_scalars
 
 torch.set_num_threads(1)
 POLICY = {"down_dims": [8, 16], "n_groups": 4, "step_embed_dim": 8, "state_hidden": [16], "state_feature_dim": 8,
@@ -65,8 +66,12 @@ def test_train_writes_checkpoint_logs_and_refuses_overwrite(tmp_path):
     assert res["step"] == 6 and np.isfinite(res["loss"])
     name, cfg, meta = ckpt.read_config(out)
     assert name == "diffusion" and cfg.state_dim == 4 and cfg.action_dim == 2 and meta["step"] == 6
-    lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lines] == [2, 4, 6]
+    # the scalar log every trainer writes (RL too): scalars.csv + TensorBoard, no log.jsonl
+    scalars = load_scalars(out)
+    assert {"train/loss", "train/lr", "train/samples_per_s", "train/ema_decay"} <= set(scalars)
+    assert scalars["train/loss"][0] == [2, 4, 6] and all(np.isfinite(scalars["train/loss"][1]))
+    assert (out / "scalars.csv").read_text().splitlines()[0] == "step,tag,value,wall_time"
+    assert not (out / "log.jsonl").exists()
     assert any((out / "tb").iterdir())
     with pytest.raises(ValueError, match="--resume"):
         train_bc(_recipe(), _episodes(), out, progress=False)
@@ -98,7 +103,7 @@ def test_resume_continues_step_and_matches_uninterrupted_run(tmp_path, kind, dev
                 assert torch.equal(a[k], b[k]), f"{rel}:{k} differs after resume"
             else:  # GPU kernels outside cuDNN's deterministic switch may still sum in another order
                 torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{rel}:{k} differs after resume")
-    steps_logged = [json.loads(x)["step"] for x in (part / "log.jsonl").read_text().splitlines()]
+    steps_logged, _ = load_scalars(part)["train/loss"]
     assert steps_logged == [2, 3, 4, 6]  # the first run logs its last step 3; the resumed run continues at 4
 
 

@@ -1,8 +1,10 @@
 """Behaviour cloning of chunk policies: recipe loading, the windowed demo dataset, and the training loop.
 
 The loop is shared with distillation (``robolearn.train.distill``): it takes a loss closure, keeps an
-EMA copy for evaluation, logs to tqdm + TensorBoard + ``log.jsonl``, and checkpoints atomically so a
-killed run continues with ``resume=True`` from the same step with the same RNG streams.
+EMA copy for evaluation, logs to tqdm and to the scalar log every trainer writes (``scalars.csv`` +
+TensorBoard ``tb/``, robolearn.train.logging; tags ``train/loss``, ``train/lr``, ``train/samples_per_s``,
+``train/ema_decay``), and checkpoints atomically so a killed run continues with ``resume=True`` from the
+same step with the same RNG streams.
 
 Training runs on one torch device (``device=``, the commands' ``--device``): the model, its optimizer
 state, the whole windowed demo set and the sampling generator live there, so a step moves no data
@@ -293,11 +295,15 @@ def run_training(policy: torch.nn.Module, loss_fn: LossFn, dataset: ChunkDataset
     if start >= total:
         return {"step": start, "loss": float("nan"), "first_loss": float("nan"), "policy": ema.model if ema else policy}
 
-    from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    writer = SummaryWriter(str(out / "tb"), purge_step=start if start else None)
-    log = (out / "log.jsonl").open("a")
+    from robolearn.train.logging import ScalarLogger, migrate_legacy_bc_log
+
+    if start:
+        migrate_legacy_bc_log(out)  # a run begun before the CSV continues its curve in it
+    # rows after the checkpoint step were logged by the killed part and are logged again; a fresh start
+    # (no checkpoint yet) drops every row of an earlier attempt
+    logger = ScalarLogger(out, purge_after=start if start else -1)
     policy.train()
     bar = tqdm(range(start, total), initial=start, total=total, disable=not progress, desc="train", dynamic_ncols=True)
     t_last, n_last, loss_sum, loss_n, last_loss = time.perf_counter(), 0, 0.0, 0, float("nan")
@@ -328,18 +334,14 @@ def run_training(policy: torch.nn.Module, loss_fn: LossFn, dataset: ChunkDataset
                 rate = n_last / max(now - t_last, 1e-9)
                 mean_loss = loss_sum / loss_n
                 bar.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{rate:.0f}")
-                for k, v in (("loss", mean_loss), ("lr", optimizer.param_groups[0]["lr"]),
-                             ("samples_per_s", rate), ("ema_decay", decay)):
-                    writer.add_scalar(f"train/{k}", v, done)
-                log.write(json.dumps({"step": done, "loss": mean_loss, "samples_per_s": rate}) + "\n")
-                log.flush()
+                logger.log(done, {"train/loss": mean_loss, "train/lr": optimizer.param_groups[0]["lr"],
+                                  "train/samples_per_s": rate, "train/ema_decay": decay})
                 t_last, n_last, loss_sum, loss_n = now, 0, 0.0, 0
             if done % tcfg.checkpoint_every == 0 or done == total:
                 save(done)
     finally:
         bar.close()
-        writer.close()
-        log.close()
+        logger.close()
     return {"step": total, "loss": last_loss, "first_loss": first_loss,
             "policy": ema.model if ema is not None else policy}
 
