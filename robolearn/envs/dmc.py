@@ -172,6 +172,11 @@ class DMCEnv(api.RobotEnv):
         return self._dm.physics
 
     @property
+    def action_repeat(self) -> int:
+        """Suite control steps per agent step: trainers count env steps as agent steps x this."""
+        return self.config.action_repeat
+
+    @property
     def control_timestep(self) -> float:
         """Seconds of simulated time per agent step (the suite's control step x action_repeat)."""
         return self._dm.control_timestep() * self.config.action_repeat

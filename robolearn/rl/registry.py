@@ -22,23 +22,28 @@ class AlgoEntry:
     help: str = ""
 
 
+#: Action repeat per dm_control domain, the PlaNet / CURL / DrQ benchmark protocol (their "100k / 500k
+#: steps" count env steps). The sac preset (and policies/sac.yaml) apply it as ``train.env_defaults``, so
+#: ``--env dmc/walker-walk`` trains at repeat 2 without flags; ``--env-set action_repeat=N`` wins.
+DMC_ACTION_REPEAT = {"cartpole": 8, "reacher": 4, "ball_in_cup": 4, "cheetah": 4, "walker": 2, "finger": 2}
+
 _ALGOS: dict[str, AlgoEntry] = {
     # RLPD / SERL: 10-critic LayerNorm ensemble, min over a random pair, no entropy backup, 50/50 demos.
     "rlpd": AlgoEntry("robolearn.rl.sac:SAC",
                       agent={"num_critics": 10, "critic_subset": 2, "backup_entropy": False, "init_temperature": 1e-2,
                              "target_entropy_scale": 0.5, "discount": 0.97},
                       train={"demo_fraction": 0.5, "utd_ratio": 2, "actor_every": 2, "batch_size": 256,
-                             "steps": 20_000, "warmup_steps": 500, "random_warmup": False, "eval_every": 2_000,
-                             "eval_episodes": 10, "checkpoint_every": 2_000, "log_every": 500},
+                             "steps": 20_000, "warmup_steps": 500, "random_warmup": False, "eval_episodes": 10},
                       help="SAC from demos plus online data (RLPD / SERL)"),
     # Plain SAC: twin critics, entropy in the backup, target entropy -|A|, no demos.
     "sac": AlgoEntry("robolearn.rl.sac:SAC",
                      agent={"num_critics": 2, "critic_subset": 2, "backup_entropy": True, "init_temperature": 0.1,
                             "target_entropy_scale": 1.0, "discount": 0.99, "tau": 0.01, "actor_lr": 1e-3,
                             "critic_lr": 1e-3, "temp_lr": 3e-4},
-                     train={"demo_fraction": 0.0, "warmup_steps": 1_000, "utd_ratio": 1, "actor_every": 1,
-                            "batch_size": 256, "steps": 12_500, "eval_every": 625, "eval_episodes": 5,
-                            "checkpoint_every": 1_250, "log_every": 125},
+                     train={"demo_fraction": 0.0, "warmup_steps": 8_000, "utd_ratio": 1, "actor_every": 1,
+                            "batch_size": 256, "steps": 100_000, "eval_episodes": 5,
+                            "env_defaults": {f"dmc/{domain}-*": {"action_repeat": repeat}
+                                             for domain, repeat in DMC_ACTION_REPEAT.items()}},
                      help="soft actor-critic from scratch"),
     # Residual RL on a frozen base (ResiP's residual, trained off-policy as ResFiT / Policy Decorator):
     # 10 LayerNorm critics, min over 2, n-step 3, 50/50 demos (relabelled with the base's actions).

@@ -3,13 +3,17 @@ as a policy folder, so ``eval``, ``serve`` and ``collect --source policy`` load 
 
 Layout of a run directory::
 
-    latest.json                        {"checkpoint": "step_000002000", "env_step": 2000}
+    latest.json                        {"checkpoint": "step_000002000", "env_step": 2000, "agent_step": 250}
     checkpoints/step_000002000/
         train_state.safetensors        algorithm state_tensors() + torch RNG
         online.npz, demo.npz           replay buffers
-        state.json                     loop counters, numpy RNG, env, seed
+        state.json                     loop counters (env and agent steps, action repeat), numpy RNG, env, seed
         run_config.json                the RunConfig
         policy/                        config.json + model.safetensors + normalization.safetensors
+
+Step folders are named by env steps (physics control steps = agent steps x action repeat), the unit of
+``train.steps`` and of the scalar log; checkpoints written before that counted agent steps (state.json
+without ``"step_unit": "env"``), the same numbers at action repeat 1.
 
 A step folder is written under a temporary name, fsynced and renamed; ``latest.json`` flips after it.
 The two newest step folders are kept, so a damaged latest checkpoint has one to fall back to.
@@ -87,7 +91,8 @@ def write_checkpoint(run_dir: Path, name: str, *, tensors: dict[str, torch.Tenso
         shutil.rmtree(final)
     tmp.rename(final)
     fsync_path(root)
-    atomic_write_json(Path(run_dir) / LATEST, {"checkpoint": name, "env_step": state.get("env_step")})
+    atomic_write_json(Path(run_dir) / LATEST, {"checkpoint": name, "env_step": state.get("env_step"),
+                                               "agent_step": state.get("agent_step", state.get("env_step"))})
     keep = {p.name for p in sorted((p for p in root.iterdir() if p.name.startswith("step_")
                                     and not p.name.endswith(".tmp")), key=lambda p: p.name)[-KEEP:]} | {name}
     for old in root.iterdir():
