@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup demo test test-all clean
+.PHONY: setup demo test test-all clean sync-configs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q
+
+# Copy the editable policies/, sim/ and hardware/ *.yaml into the package after editing one (stdlib only).
+sync-configs:
+	$(PYTHON) -m robolearn.shipped --sync
 
 clean:
 	rm -rf $(VENV) runs
