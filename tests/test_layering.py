@@ -28,6 +28,7 @@ BASE = -1.0
 LAYERS: dict[str, float] = {
     "envs": 0, "hardware": 1, "sim": 1.5, "data": 2, "policies": 3, "rl": 4, "train": 5,
     "deploy": 6, "bench": 7, "cli": 8,
+    "api": 8,  # robolearn/api.py: the Python API wraps the trainers and evaluation, like the CLI does
 }
 BASE_MODULES = {"__init__", "config_io", "device", "shipped"}
 # (importing module, imported module) pairs allowed across the rule, each with its reason.
