@@ -53,7 +53,7 @@ def test_contact_sheet_size_and_frame_choice(tmp_path):
 
     T, H, W = 50, 40, 60
     frames = np.stack([np.full((H, W, 3), 5 * t, dtype=np.uint8) for t in range(T)])
-    path = contact_sheet(frames, tmp_path / "sheet.png", cols=8, n=16)
+    path = contact_sheet(frames, tmp_path / "sheet.png", cols=8, n=16, min_cell=0)  # native size
     sheet = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     assert sheet.shape == (2 * H, 8 * W, 3)
     idx = sheet_indices(T, 16)
@@ -65,7 +65,7 @@ def test_contact_sheet_size_and_frame_choice(tmp_path):
         assert cell[-1, -1].tolist() == [5 * t] * 3  # the right frame, away from the label
         assert (cell[: H // 2, : W // 2] != 5 * t).any()  # the index label was drawn
     # Fewer frames than cells: one row, only as wide as needed.
-    small = contact_sheet(frames[:5], tmp_path / "small.png", cols=8, n=16)
+    small = contact_sheet(frames[:5], tmp_path / "small.png", cols=8, n=16, min_cell=0)
     assert cv2.imread(str(small)).shape == (H, 5 * W, 3)
     assert contact_sheet(frames[:1], tmp_path / "one.png").exists()
 
