@@ -1,8 +1,16 @@
-"""``robolearn data export STORE --format lerobot --out DIR``: convert an episode store for other tools."""
+"""``robolearn data export STORE --format lerobot --out DIR [--json]``: convert an episode store for other tools.
+
+Starts with one line saying what it will export and where, ends with a summary naming the files
+written; ``--json`` prints the summary as one JSON object on stdout and sends the human lines to
+stderr (the convention of every long command).
+"""
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 FORMATS = ("lerobot",)
 
@@ -17,21 +25,51 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-env-names", action="store_true",
                         help="no state dimension names (default: the names collect recorded, else state_0..)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="print the summary as one JSON object on stdout (human lines go to stderr)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args) -> int:
-    from robolearn.data.lerobot_export import export_lerobot
+def output_files(out: str | Path) -> dict[str, Any]:
+    """What the export wrote, by kind: the metadata files and how many data and video files."""
+    out = Path(out)
+    return {"meta": sorted(str(p) for p in (out / "meta").glob("*") if p.is_file()),
+            "data": sorted(str(p) for p in (out / "data").rglob("*.parquet")),
+            "videos": sorted(str(p) for p in (out / "videos").rglob("*.mp4"))}
 
+
+def format_files(out: str | Path, files: dict[str, Any]) -> str:
+    out = Path(out)
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'s' if n != 1 else ''}"
+
+    lines = [f"  files: {out / 'meta'}/{{{', '.join(Path(p).name for p in files['meta'])}}}",
+             f"         {count(len(files['data']), 'parquet file')} under {out / 'data'}"]
+    if files["videos"]:
+        lines.append(f"         {count(len(files['videos']), 'mp4 video')} under {out / 'videos'}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from robolearn.data.lerobot_export import format_summary, export_lerobot
+
+    say = functools.partial(print, file=sys.stderr if args.json else sys.stdout, flush=True)
+    if args.fps < 1:
+        raise ValueError(f"--fps must be >= 1, got {args.fps}")
+    if not Path(args.source).is_dir():
+        raise FileNotFoundError(f"no episode store at {args.source}")
+    say(f"data export: {args.source} as {args.format} (LeRobotDataset v2.1) at {args.fps} fps"
+        f"{' (replacing it)' if args.force and Path(args.out).exists() else ''} -> {args.out}")
     try:
         summary = export_lerobot(
             args.source, args.out, repo_id=args.repo_id, fps=args.fps, task=args.task, force=args.force,
-            state_names_from_env=not args.no_env_names, progress=not args.no_progress, log=None if args.json else print,
+            state_names_from_env=not args.no_env_names, progress=not args.no_progress, log=None,
         )
     except FileExistsError as exc:
         print(f"robolearn: error: {exc}", file=sys.stderr)
         return 1
+    summary["files"] = output_files(summary["out"])
+    say(format_summary(summary) + "\n" + format_files(summary["out"], summary["files"]))
     if args.json:
         print(json.dumps(summary, indent=2))
     return 0

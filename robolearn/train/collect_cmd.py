@@ -223,11 +223,12 @@ def collect(
         say(f"resuming: {cfg.out} already holds {start} episodes; collecting episodes {start}..{cfg.episodes - 1}")
 
     results: list[tuple[int, bool]] = []  # (steps, success) per episode of this run
+    files: list[Path] = []  # the episode files this run wrote
     t0 = time.perf_counter()
     try:
         if start < cfg.episodes:
             env = env or robolearn.make(cfg.env, **overrides)
-            results = _run_episodes(env, store, cfg, start, progress)
+            results = _run_episodes(env, store, cfg, start, progress, files)
     finally:
         if env is not None:
             env.close()
@@ -247,12 +248,14 @@ def collect(
         "steps_per_s": round(sum(steps) / wall, 1) if wall > 0 and steps else 0.0,
         "store_episodes": summary_all["episodes"],
         "store_success_rate": summary_all["success_rate"],
+        "files": [str(f) for f in files],
     }
     say(format_summary(summary))
     return summary
 
 
-def _run_episodes(env, store, cfg: CollectConfig, start: int, progress: bool) -> list[tuple[int, bool]]:
+def _run_episodes(env, store, cfg: CollectConfig, start: int, progress: bool,
+                  files: list[Path]) -> list[tuple[int, bool]]:
     from tqdm import tqdm
 
     src = make_source(cfg.source, env, SourceOptions(noise=cfg.noise, checkpoint=cfg.checkpoint, env=cfg.env,
@@ -284,7 +287,9 @@ def _run_episodes(env, store, cfg: CollectConfig, start: int, progress: bool) ->
                 writer.step(action, obs, reward, terminated, truncated, info)
                 if terminated or truncated:
                     break
-            writer.close()
+            path = writer.close()
+            if path is not None:
+                files.append(path)
             results.append((t, success))
             bar.update(1)
             bar.set_postfix(success=f"{np.mean([s for _, s in results]):.0%}", steps=t)
@@ -298,12 +303,31 @@ def _run_episodes(env, store, cfg: CollectConfig, start: int, progress: bool) ->
 
 def format_summary(s: dict[str, Any]) -> str:
     resumed = f" (resumed after {s['resumed_from']})" if s["resumed_from"] else ""
-    return (
-        f"collected {s['episodes']} episodes of {s['env']} ({s['source']}) into {s['out']}{resumed}\n"
+    lines = [
+        f"collected {s['episodes']} episodes of {s['env']} ({s['source']}) into {s['out']}{resumed}",
         f"  success rate {s['success_rate']:.1%}, mean steps {s['mean_steps']:.1f}, total steps {s['total_steps']}, "
-        f"wall time {s['wall_time_s']:.1f} s ({s['steps_per_s']} steps/s)\n"
-        f"  store now holds {s['store_episodes']} episodes, success rate {s['store_success_rate']:.1%}"
-    )
+        f"wall time {s['wall_time_s']:.1f} s ({s['steps_per_s']} steps/s)",
+    ]
+    files = s.get("files") or []
+    if files:
+        span = Path(files[0]).name + (f" .. {Path(files[-1]).name}" if len(files) > 1 else "")
+        lines.append(f"  wrote {len(files)} episode file{'s' if len(files) != 1 else ''}: "
+                     f"{Path(files[0]).parent}/{span}")
+    lines.append(f"  store {s['out']} now holds {s['store_episodes']} episodes, "
+                 f"success rate {s['store_success_rate']:.1%}")
+    return "\n".join(lines)
+
+
+def format_header(args) -> str:
+    """The one line a long run starts with: what it will record, from what, and where."""
+    last = args.seed + args.episodes - 1
+    source = args.source + (f" {args.checkpoint}" if args.checkpoint else "")
+    noise = f", noise {args.noise:g}" if args.noise else ""
+    cams = (f", cameras {args.cameras} at {args.image_size} px" if args.cameras.strip(", ")
+            else ", state only (no cameras)")
+    limit = f", at most {args.max_steps} steps each" if args.max_steps else ""
+    return (f"collect: {args.episodes} episodes of {args.env} from the {source} source{noise}{cams}{limit}, "
+            f"seeds {args.seed}..{last} -> {args.out}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,18 +346,29 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", default=None, help="policy checkpoint folder or run directory (BC or RL)")
     parser.add_argument("--allow-env-mismatch", action="store_true",
                         help="run a policy trained on another env (an intended transfer)")
-    parser.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="print the summary as one JSON object on stdout (human lines go to stderr)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
+    """Header line, the run, a human summary; under ``--json`` stdout holds only the JSON summary and
+    the human lines go to stderr (the convention of every long command)."""
+    import functools
     import json
+    import sys
 
+    say = functools.partial(print, file=sys.stderr if args.json else sys.stdout, flush=True)
+    CollectConfig(env=args.env, source=args.source, episodes=args.episodes, out=args.out, noise=args.noise,
+                  seed=args.seed, cameras=args.cameras, image_size=args.image_size, max_steps=args.max_steps)
+    if args.source not in _SOURCES:  # every bad flag fails before the header promises a run
+        raise ValueError(f"unknown source {args.source!r}; known sources: {', '.join(sources())}")
+    say(format_header(args))
     summary = collect(
         args.env, args.source, args.episodes, args.out, noise=args.noise, seed=args.seed,
         cameras=args.cameras, image_size=args.image_size, max_steps=args.max_steps,
         checkpoint=args.checkpoint, progress=not args.no_progress,
-        log=None if args.json else print, allow_env_mismatch=args.allow_env_mismatch,
+        log=say, allow_env_mismatch=args.allow_env_mismatch,
     )
     if args.json:
         print(json.dumps(summary, indent=2))

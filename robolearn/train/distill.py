@@ -155,13 +155,19 @@ def distill(teacher_path: str | Path, recipe, episodes, out: str | Path, *, step
     student.load_state_dict({**own, **{k: src[k] for k in keep}})
     student.to(dev)
     tc = teacher.config
-    dataset = ChunkDataset(list(episodes), tc.n_obs_steps, tc.horizon, tc.cameras)
+    episodes = list(episodes)
+    dataset = ChunkDataset(episodes, tc.n_obs_steps, tc.horizon, tc.cameras)
     if dataset.state_dim != tc.state_dim or dataset.action_dim != tc.action_dim:
         raise ValueError(
             f"data dims (state {dataset.state_dim}, action {dataset.action_dim}) differ from the teacher's "
             f"({tc.state_dim}, {tc.action_dim})"
         )
     meta = {"data": data_path, "trainer": "distill", "teacher": str(teacher_path), "train": _plain(recipe.train)}
+    envs = sorted({str(ep.meta["env"]) for ep in episodes if isinstance(getattr(ep, "meta", None), dict)
+                   and ep.meta.get("env")})
+    env = envs[0] if len(envs) == 1 else ckpt.read_config(teacher_path)[2].get("env")
+    if env:  # the student acts in the teacher's env: eval / serve / collect check it as for a BC run
+        meta["env"] = env
     objective = OBJECTIVES[student.config.distill_target](teacher, student)
     return run_training(student, objective, dataset, recipe.train, out,
                         steps=steps, resume=resume, meta=meta, progress=progress, device=dev)
