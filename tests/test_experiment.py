@@ -300,3 +300,27 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     assert math.isfinite(doc["rows"][1]["last_k_mean"])
+
+
+def test_compare_jobs_runs_sub_runs_in_worker_processes(tmp_path, capfd):
+    """--jobs 2: two seeds' bases, then their RL runs, each in a worker process; every seed's wall clock keeps
+    every key (the shared wall.json is locked around its read-modify-write) and the table has both seeds."""
+    from robolearn.cli import main
+
+    threads = torch.get_num_threads()
+    out = tmp_path / "cmp"
+    argv = ["experiment", "compare", *TINY, "--out", str(out), "--seeds", "2", "--methods", "bc,residual",
+            "--steps", "30", "--jobs", "2"]
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    printed = capfd.readouterr().out
+    doc = json.loads((out / "compare.json").read_text())
+    assert [r["seed"] for r in doc["runs"]["residual"]] == [0, 1]
+    assert [r["seed"] for r in doc["runs"]["bc"]] == [0, 1]
+    for seed in (0, 1):
+        assert set(json.loads((out / f"seed{seed}" / "wall.json").read_text())) == {"base", "bc_eval", "residual"}
+        assert len(_lines(printed, f"[seed {seed}] residual: ")) >= 2, printed
+    with pytest.raises(ValueError, match="--jobs"):
+        ex.CompareConfig(env="sim/pick_cube", jobs=0)

@@ -55,10 +55,13 @@ class ResidualConfig(AlgoConfig):
     target_noise_clip: float = 0.1
     critic_warmup: int = 1_000                  # critic updates before the first actor update
     progressive_steps: int = 0                  # Policy Decorator: P(residual on) = min(t / H, 1); 0: always on
+    q_normalize: bool = False                   # actor's Q term / mean|Q| (TD3+BC): a step size independent of Q's scale
+    residual_l2: float = 0.0                    # + residual_l2 * mean(r^2): anchors the refined policy to the base
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("alpha", "actor_lr", "noise_std", "noise_clip", "target_noise_std", "target_noise_clip"):
+        for name in ("alpha", "actor_lr", "noise_std", "noise_clip", "target_noise_std", "target_noise_clip",
+                     "residual_l2"):
             try:  # YAML reads "1e-5" (no dot) as a string: accept it, or name the field
                 setattr(self, name, float(getattr(self, name)))
             except (TypeError, ValueError):
@@ -70,7 +73,7 @@ class ResidualConfig(AlgoConfig):
             raise ValueError(f"alpha must be > 0, got {self.alpha}")
         if not self.actor_lr > 0:
             raise ValueError(f"actor_lr must be > 0, got {self.actor_lr}")
-        for name in ("noise_std", "noise_clip", "target_noise_std", "target_noise_clip"):
+        for name in ("noise_std", "noise_clip", "target_noise_std", "target_noise_clip", "residual_l2"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("critic_warmup", "progressive_steps"):
@@ -97,9 +100,24 @@ def residual_probability(step: int, horizon: int) -> float:
     return 1.0 if horizon <= 0 else min(step / horizon, 1.0)
 
 
-def actor_loss(q: torch.Tensor) -> torch.Tensor:
-    """-E[mean over members of Q(s, clip(base + alpha * r(s, base)))]: (E, B) -> scalar."""
-    return -q.mean()
+def actor_loss(q: torch.Tensor, residual: torch.Tensor | None = None, residual_l2: float = 0.0,
+               q_normalize: bool = False) -> torch.Tensor:
+    """-E[mean over members of Q(s, clip(base + alpha * r(s, base)))] (divided by the batch's mean |Q| when
+    ``q_normalize``, as TD3+BC does) + residual_l2 * E[r^2]. q: (E, B), residual: (B, A) -> scalar.
+
+    Why the penalty: with a sparse 0/1 reward the critic's action-gradient inside the thin box around the
+    base is mostly noise early on; a residual that follows it alone walks away from a good base (measured:
+    pick_cube 60% -> 0-20% at actor lr 1e-5). The L2 term makes "stay at the base" the default that the
+    critic must outweigh, and normalising Q makes that trade-off independent of the reward's scale."""
+    term = q.mean()
+    if q_normalize:
+        term = term / q.detach().abs().mean().clamp_min(1e-6)
+    loss = -term
+    if residual_l2 > 0:
+        if residual is None:
+            raise ValueError("residual_l2 > 0 needs the residual")
+        loss = loss + residual_l2 * residual.pow(2).mean()
+    return loss
 
 
 class _Counter(nn.Module):
@@ -265,7 +283,7 @@ class ResidualRL(Algorithm):
                                            self.next_action(next_base), members,
                                            actor_actions=actor_actions if train_actor else None)
         if train_actor:
-            loss = actor_loss(self.critic.q(feat, pi["action"]))
+            loss = actor_loss(self.critic.q(feat, pi["action"]), pi["r"], cfg.residual_l2, cfg.q_normalize)
             grads = torch.autograd.grad(loss, self.actor_params)
             for p, gr in zip(self.actor_params, grads):
                 p.grad = gr

@@ -108,14 +108,11 @@ def parse_sets(items: Sequence[str], methods: Sequence[str]) -> dict[str, dict]:
 
 
 def find_recipe(path: str | Path) -> Path:
-    """A recipe path as given, else relative to the checkout (so the command works from any directory)."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    alt = Path(__file__).resolve().parents[2] / p
-    if not p.is_absolute() and alt.is_file():
-        return alt
-    raise FileNotFoundError(f"recipe not found: {path}")
+    """A recipe path as given, else the shipped copy (a bare name or ``policies/NAME.yaml``), so the command works
+    from any directory."""
+    from robolearn.shipped import resolve_recipe
+
+    return Path(resolve_recipe(path))
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -142,6 +139,7 @@ class CompareConfig:
     sets: dict = field(default_factory=dict)   # {method or "rl": nested overrides}
     device: str = "cpu"
     progress: bool = True
+    jobs: int = 1                          # sub-runs at once, each in its own process (one per core here)
 
     def __post_init__(self) -> None:
         if not isinstance(self.env, str) or not self.env:
@@ -165,6 +163,7 @@ class CompareConfig:
         if self.steps % self.eval_every:
             raise ValueError(f"--steps {self.steps} must be a multiple of --eval-every {self.eval_every}, so that "
                              "the final evaluation is at the last step")
+        _positive_int("--jobs", self.jobs)
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             raise ValueError(f"--threads must be an integer >= 0 (0: torch's default), got {self.threads!r}")
         if self.out is None:
@@ -412,6 +411,22 @@ class WallClock:
     def __init__(self, path: Path):
         self.path = Path(path)
 
+    def _locked(self):
+        """An exclusive lock around a read-modify-write: with --jobs, runs of one seed share this file."""
+        import contextlib
+        import fcntl
+
+        @contextlib.contextmanager
+        def lock():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path.with_suffix(".lock"), "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        return lock()
+
     def _read(self) -> dict:
         try:
             return json.loads(self.path.read_text())
@@ -430,21 +445,23 @@ class WallClock:
 
     def run(self, key: str, marker: Path, fn: Callable[[], Any], fresh: bool = False) -> Any:
         """Time ``fn()`` into ``key``; ``fresh``: the sub-run starts from nothing, so earlier time is dropped."""
-        doc = self._read()
-        entry = {"done_s": 0.0} if fresh else doc.setdefault(key, {"done_s": 0.0})
-        doc[key] = entry
-        started = entry.pop("started", None)
-        if started is not None and marker.exists():  # the previous invocation was killed during this sub-run
-            entry["done_s"] = float(entry["done_s"]) + max(0.0, marker.stat().st_mtime - float(started))
-        entry["started"] = time.time()
-        self._write(doc)
+        with self._locked():
+            doc = self._read()
+            entry = {"done_s": 0.0} if fresh else doc.setdefault(key, {"done_s": 0.0})
+            doc[key] = entry
+            started = entry.pop("started", None)
+            if started is not None and marker.exists():  # the previous invocation was killed during this sub-run
+                entry["done_s"] = float(entry["done_s"]) + max(0.0, marker.stat().st_mtime - float(started))
+            entry["started"] = time.time()
+            self._write(doc)
         t0 = time.perf_counter()
         result = fn()
-        doc = self._read()
-        entry = doc.setdefault(key, {"done_s": 0.0})
-        entry.pop("started", None)
-        entry["done_s"] = float(entry.get("done_s", 0.0)) + time.perf_counter() - t0
-        self._write(doc)
+        with self._locked():
+            doc = self._read()
+            entry = doc.setdefault(key, {"done_s": 0.0})
+            entry.pop("started", None)
+            entry["done_s"] = float(entry.get("done_s", 0.0)) + time.perf_counter() - t0
+            self._write(doc)
         return result
 
 
@@ -698,6 +715,41 @@ def _rl_run(p: Plan, method: str, seed: int, say: Callable[[str], None]) -> Seed
     return r
 
 
+def _base_job(p: Plan, key: tuple, say: Callable[[str], None]) -> SeedResult | None:
+    return _base(p, key[0], "bc" in p.cfg.methods, say)
+
+
+def _rl_job(p: Plan, key: tuple, say: Callable[[str], None]) -> SeedResult:
+    return _rl_run(p, key[1], key[0], say)
+
+
+def _job_in_worker(job: Callable, p: Plan, key: tuple) -> SeedResult | None:
+    """A sub-run in a worker process: one torch thread budget each, its lines prefixed by the worker."""
+    import torch
+
+    if p.cfg.threads:
+        torch.set_num_threads(p.cfg.threads)
+    p = dataclasses.replace(p, cfg=dataclasses.replace(p.cfg, progress=False))  # bars from N processes interleave
+    return job(p, key, lambda msg: print(msg, flush=True))
+
+
+def _run_jobs(p: Plan, job: Callable, keys: list[tuple], say: Callable[[str], None]) -> dict[tuple, Any]:
+    """Run ``job`` for every key: in this process with --jobs 1, else in a pool of --jobs processes (spawned,
+    so that no MuJoCo / torch state is forked). Every sub-run resumes from its own files, so a kill of the
+    whole pool loses at most each worker's progress since its last checkpoint."""
+    if p.cfg.jobs <= 1 or len(keys) <= 1:
+        return {key: job(p, key, say) for key in keys}
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    out: dict[tuple, Any] = {}
+    with ProcessPoolExecutor(max_workers=min(p.cfg.jobs, len(keys)), mp_context=mp.get_context("spawn")) as pool:
+        futures = {key: pool.submit(_job_in_worker, job, p, key) for key in keys}
+        for key, fut in futures.items():
+            out[key] = fut.result()
+    return out
+
+
 def run_compare(cfg: CompareConfig, log: Callable[[str], None] | None = print) -> dict:
     """Demos -> per seed a BC base -> every method from it -> compare.md / .json / .png in ``cfg.out``."""
     import torch
@@ -715,13 +767,16 @@ def run_compare(cfg: CompareConfig, log: Callable[[str], None] | None = print) -
     _collect_demos(p, say)
     need_base = "bc" in cfg.methods or any(p.needs_base[m] for m in cfg.rl_methods)
     results: dict[str, list[SeedResult]] = {m: [] for m in cfg.methods}
-    for seed in range(cfg.seeds):
-        if need_base:
-            r = _base(p, seed, "bc" in cfg.methods, say)
-            if r is not None:
-                results["bc"].append(r)
+    seeds = list(range(cfg.seeds))
+    bases = [(seed,) for seed in seeds] if need_base else []
+    base_results = _run_jobs(p, _base_job, bases, say)
+    runs = [(seed, m) for seed in seeds for m in cfg.rl_methods]
+    run_results = _run_jobs(p, _rl_job, runs, say)
+    for seed in seeds:
+        if "bc" in cfg.methods:
+            results["bc"].append(base_results[(seed,)])
         for m in cfg.rl_methods:
-            results[m].append(_rl_run(p, m, seed, say))
+            results[m].append(run_results[(seed, m)])
     rows = summarize(results)
     settings = p.settings()
     md = render_markdown(rows, settings)

@@ -32,7 +32,10 @@ def add_arguments(parser) -> None:
                         help=f"episodes per evaluation (default {ex.EVAL_EPISODES})")
     parser.add_argument("--base-recipe", default=ex.BASE_RECIPE,
                         help=f"BC recipe of the base (default {ex.BASE_RECIPE})")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per sub-run (default 1; 0: torch's default)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="sub-runs at once, each in its own process (default 1; about one per CPU core)")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.SECTION.KEY=VALUE", dest="sets",
                         help="recipe override for one method (bc edits the base recipe; rl = every RL method), e.g. "
                              "--set residual.agent.alpha=0.2 --set bc.train.steps=2000 --set rl.train.batch_size=128 "
@@ -49,7 +52,7 @@ def run(args) -> int:
         env=args.env, demos=args.demos, seeds=args.seeds, noise=args.noise, out=args.out, methods=methods,
         steps=args.steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
         base_recipe=args.base_recipe, threads=args.threads, sets=ex.parse_sets(args.sets, methods),
-        device=args.device, progress=not args.no_progress,
+        device=args.device, progress=not args.no_progress, jobs=args.jobs,
     )
     ex.run_compare(cfg, log=lambda msg: print(msg, flush=True))
     return 0
