@@ -211,8 +211,8 @@ class OnlineTrainer:
         current = comparable(json.loads(json.dumps(to_dict(self.cfg.agent))))
         if saved_agent != current:
             diff = sorted(k for k in set(saved_agent) | set(current) if saved_agent.get(k) != current.get(k))
-            raise CheckpointMismatch(f"checkpoint {ck} was trained with a different agent config (differs in {diff}); resume "
-                             "with the same recipe and --set flags")
+            raise CheckpointMismatch(f"checkpoint {ck} was trained with a different agent config (differs in {diff}); "
+                                     "resume with the same recipe and --set flags")
         torch.set_rng_state(tensors.pop("torch_rng"))
         self.algo.load_state_tensors(tensors)
         self.online.load(ck / "online.npz")
