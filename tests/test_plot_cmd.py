@@ -65,6 +65,8 @@ def test_a_missing_metric_lists_the_available_ones_with_a_suggestion(bc_run, tmp
     assert "has no values for metric 'train/los' (did you mean 'train/loss'?)" in err
     assert "available metrics: train/ema_decay, train/loss, train/lr, train/samples_per_s" in err
     assert not (tmp_path / "x.png").exists()
+    assert main(["plot", str(bc_run), "--metric", "loss", "--out", str(tmp_path / "x.png")]) == 1
+    assert "(did you mean 'train/loss'?)" in capsys.readouterr().err  # the tag without its group
 
 
 def test_success_rates_are_drawn_on_a_0_1_axis_with_markers(rl_run):

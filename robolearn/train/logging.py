@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from pathlib import Path
 
@@ -90,9 +91,9 @@ def find_scalar_log(path: str | Path) -> Path:
         return path
     if not path.exists():
         raise FileNotFoundError(f"no run at {path}")
-    # walk up lexically (the messages keep the user's spelling) unless the path is too short to walk
-    start = path if len(path.parts) > _SEARCH_UP else path.absolute()
-    for d in [start, *list(start.parents)[:_SEARCH_UP]]:
+    # walk up lexically (runs/x/checkpoint -> runs/x), so paths in messages keep the user's spelling
+    ups = [Path(os.path.normpath(path / ("../" * n))) for n in range(_SEARCH_UP + 1)]
+    for d in ups:
         for name in (CSV_NAME, LEGACY_BC_LOG):
             if (d / name).is_file():
                 return d / name

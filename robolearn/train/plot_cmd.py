@@ -47,7 +47,7 @@ def _available(scalars: dict, run: str, metric: str) -> None:
     from robolearn.train.logging import find_scalar_log
 
     names = sorted(scalars)
-    close = difflib.get_close_matches(metric, names, n=1)
+    close = difflib.get_close_matches(metric, names, n=1) or [n for n in names if n.rsplit("/", 1)[-1] == metric][:1]
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ValueError(f"{run} has no values for metric {metric!r}{hint} in {find_scalar_log(run)}; "
                      f"available metrics: {', '.join(names) or 'none (the log is empty)'}")
@@ -156,7 +156,8 @@ def run(args) -> int:
     if args.json:
         atomic_write_json(args.json, data, indent=2)
     points = sum(len(c["steps"]) for c in data.values())
-    print(f"plotted {metric} ({len(data)} curve{'s' if len(data) != 1 else ''}, {points} points) to {out}"
+    print(f"plotted {metric} ({len(data)} curve{'s' if len(data) != 1 else ''}, "
+          f"{points} point{'s' if points != 1 else ''}) to {out}"
           + (f"; numbers in {args.json}" if args.json else ""))
     if not args.metric:
         from robolearn.train.logging import load_scalars
