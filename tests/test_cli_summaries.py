@@ -1,5 +1,6 @@
 """Every long command starts with one line saying what it will do and ends with a human summary naming
-its output files; ``--json`` puts exactly one JSON object on stdout and the human lines on stderr.
+its output files; ``--json`` puts exactly one JSON object on stdout instead of the human summary, and the header on stderr
+(as ``train rl`` does).
 
 Before, ``train bc`` / ``distill`` ended with "step N: final loss X; checkpoint in DIR" and had no
 ``--json``, ``eval`` printed its sampling settings as a raw Python dict, ``collect`` and ``data export``
@@ -96,7 +97,8 @@ def test_train_bc_json_is_one_object_on_stdout(bc_run, store, recipes, tmp_path,
     assert summary["episodes"] == 2 and summary["policy"] == "diffusion" and summary["device"] == "cpu"
     assert Path(summary["checkpoint"]).is_dir() and Path(summary["scalars"]).is_file()
     assert summary["final_loss"] > 0
-    assert _human(cap.err)[0].startswith("train bc: diffusion policy")  # the human lines went to stderr
+    assert _human(cap.err)[0].startswith("train bc: diffusion policy")  # the header went to stderr
+    assert "checkpoint:" not in cap.err  # and the JSON replaced the human summary
 
 
 def test_distill_header_summary_and_json(bc_run, recipes, tmp_path, capsys):
@@ -135,7 +137,7 @@ def test_eval_describes_sampling_in_words_and_names_its_files(bc_run, tmp_path, 
     summary = json.loads(cap.out)
     assert summary["episodes"] == 1 and summary["result_file"] == str(result)
     assert summary["sampling"] == {"sampler": "ddim", "steps": 2} and "per_episode" not in summary
-    assert _human(cap.err)[0].startswith("eval: ")
+    assert _human(cap.err)[0].startswith("eval: ") and "results:" not in cap.err
 
 
 def test_eval_bad_numbers_fail_before_any_work(bc_run, tmp_path, capsys):
@@ -163,6 +165,7 @@ def test_collect_header_summary_and_json(tmp_path, capsys):
     assert summary["files"] == [str(out / "episode_000002.npz")] and summary["store_episodes"] == 3
     err = _human(cap.err)
     assert err[0].startswith("collect: 3 episodes") and any("resuming" in line for line in err)
+    assert "wrote 1 episode file" not in cap.err
 
 
 def test_data_export_header_summary_and_json(store, tmp_path, capsys):
@@ -179,4 +182,4 @@ def test_data_export_header_summary_and_json(store, tmp_path, capsys):
     summary = json.loads(cap.out)
     assert summary["episodes"] == 2 and all(Path(p).is_file() for p in summary["files"]["data"])
     assert str(tmp_path / "again" / "meta" / "info.json") in summary["files"]["meta"]
-    assert _human(cap.err)[0].startswith("data export: ")
+    assert _human(cap.err)[0].startswith("data export: ") and "files:" not in cap.err

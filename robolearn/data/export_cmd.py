@@ -1,7 +1,7 @@
 """``robolearn data export STORE --format lerobot --out DIR [--json]``: convert an episode store for other tools.
 
 Starts with one line saying what it will export and where, ends with a summary naming the files
-written; ``--json`` prints the summary as one JSON object on stdout and sends the human lines to
+written; ``--json`` prints the summary as one JSON object on stdout instead, and the header goes to
 stderr (the convention of every long command).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
                         help="no state dimension names (default: the names collect recorded, else state_0..)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.add_argument("--json", action="store_true",
-                        help="print the summary as one JSON object on stdout (human lines go to stderr)")
+                        help="print the summary as one JSON object on stdout (the header goes to stderr)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -69,7 +69,8 @@ def run(args) -> int:
         print(f"robolearn: error: {exc}", file=sys.stderr)
         return 1
     summary["files"] = output_files(summary["out"])
-    say(format_summary(summary) + "\n" + format_files(summary["out"], summary["files"]))
     if args.json:
         print(json.dumps(summary, indent=2))
+    else:
+        say(format_summary(summary) + "\n" + format_files(summary["out"], summary["files"]))
     return 0

@@ -2,7 +2,7 @@
 
 Starts with one line saying what it will train (policy, env, data, steps, device, output folder) and
 ends with a summary naming the checkpoint and the scalar log; ``--json`` prints that summary as one JSON
-object on stdout and sends the human lines to stderr (the convention of every long command).
+object on stdout instead, and the header goes to stderr (the convention of every long command).
 The helpers below are shared with ``distill``, which trains through the same loop.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
-                        help="print the summary as one JSON object on stdout (human lines go to stderr)")
+                        help="print the summary as one JSON object on stdout (the header goes to stderr)")
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     summary = training_summary("train bc", result, args.out, wall_s=time.perf_counter() - t0,
                                policy=recipe.type, recipe=str(args.policy), env=env, data=str(args.data),
                                episodes=len(episodes), device=str(device))
-    say(format_training_summary(summary, f"{recipe.type} policy"))
     if args.json:
         print_json(summary)
+    else:
+        say(format_training_summary(summary, f"{recipe.type} policy"))
     return 0

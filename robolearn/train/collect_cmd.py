@@ -197,8 +197,10 @@ def collect(
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     allow_env_mismatch: bool = False,
+    report: bool = True,
 ) -> dict[str, Any]:
-    """Record episodes until ``out`` holds ``episodes`` of them; returns the run summary."""
+    """Record episodes until ``out`` holds ``episodes`` of them; returns the run summary (also said through
+    ``log`` unless ``report`` is false: ``collect --json`` prints it as JSON instead)."""
     import robolearn
     from robolearn.data.episode_store import EpisodeStore
 
@@ -250,7 +252,8 @@ def collect(
         "store_success_rate": summary_all["success_rate"],
         "files": [str(f) for f in files],
     }
-    say(format_summary(summary))
+    if report:
+        say(format_summary(summary))
     return summary
 
 
@@ -347,13 +350,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--allow-env-mismatch", action="store_true",
                         help="run a policy trained on another env (an intended transfer)")
     parser.add_argument("--json", action="store_true",
-                        help="print the summary as one JSON object on stdout (human lines go to stderr)")
+                        help="print the summary as one JSON object on stdout (the header and notes go to stderr)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
-    """Header line, the run, a human summary; under ``--json`` stdout holds only the JSON summary and
-    the human lines go to stderr (the convention of every long command)."""
+    """Header line, the run, a human summary; under ``--json`` stdout holds only the JSON summary, which
+    replaces the human one, and the header and notes go to stderr (the convention of every long command)."""
     import functools
     import json
     import sys
@@ -368,7 +371,7 @@ def run(args) -> int:
         args.env, args.source, args.episodes, args.out, noise=args.noise, seed=args.seed,
         cameras=args.cameras, image_size=args.image_size, max_steps=args.max_steps,
         checkpoint=args.checkpoint, progress=not args.no_progress,
-        log=say, allow_env_mismatch=args.allow_env_mismatch,
+        log=say, allow_env_mismatch=args.allow_env_mismatch, report=not args.json,
     )
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
                                policy=recipe.type, recipe=str(args.policy), teacher=str(args.teacher),
                                env=env or teacher_meta.get("env"), data=str(data), episodes=len(episodes),
                                device=str(device))
-    say(format_training_summary(summary, f"{recipe.type} student"))
     if args.json:
         print_json(summary)
+    else:
+        say(format_training_summary(summary, f"{recipe.type} student"))
     return 0

@@ -1,8 +1,8 @@
 """``robolearn eval --checkpoint runs/peg_dp --env sim/peg_insert --episodes 50 [--video-episodes 3] [--json]``
 
 Starts with one line saying what it will evaluate and where the results go, ends with the success rate
-and the files written; ``--json`` prints the summary as one JSON object on stdout (human lines go to
-stderr), the convention of every long command.
+and the files written; ``--json`` prints the summary as one JSON object on stdout instead (the header
+goes to stderr), the convention of every long command.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-env-mismatch", action="store_true",
                         help="evaluate on another env than the checkpoint was trained on (an intended transfer)")
     parser.add_argument("--json", action="store_true",
-                        help="print the summary as one JSON object on stdout (human lines go to stderr)")
+                        help="print the summary as one JSON object on stdout (the header goes to stderr)")
     from robolearn.device import add_device_argument
 
     add_device_argument(parser)
@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     path = save_json(result, out / f"{stem}.json")
     summary = {key: value for key, value in result.items() if key != "per_episode"}
     summary.update(checkpoint=str(args.checkpoint), result_file=str(path))
-    say(format_summary(summary))
     if args.json:
         print(json.dumps(summary, indent=2))
+    else:
+        say(format_summary(summary))
     return 0
