@@ -36,10 +36,11 @@ def test_header_line_then_a_human_summary_naming_the_checkpoint_and_policy(tmp_p
     assert "{" not in text  # a human summary, not a printed dict
 
 
-def test_json_prints_one_object_on_stdout_and_the_header_on_stderr(tmp_path, capsys):
+def test_json_prints_one_object_on_stdout_and_the_header_on_stderr(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)  # the README's --config policies/sac.yaml works from any folder (shipped copy)
     assert main(["train", "rl", "--algo", "sac", "--env", "dmc/cartpole-swingup", "--env-set", "action_repeat=1",
-                 "--steps", "120", "--json", "--out", str(out), *TINY]) == 0
+                 "--config", "policies/sac.yaml", "--steps", "120", "--json", "--out", str(out), *TINY]) == 0
     cap = capsys.readouterr()
     summary = json.loads(cap.out)  # the whole of stdout is one JSON object
     assert (summary["env_step"], summary["agent_step"], summary["action_repeat"]) == (120, 120, 1)

@@ -26,7 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="env steps: physics control steps = agent steps x the env's action_repeat (overrides "
                              "the recipe's train.steps; eval, checkpoint and log intervals follow it unless set)")
-    parser.add_argument("--config", default=None, help="recipe YAML (e.g. policies/rlpd.yaml), merged on the preset")
+    parser.add_argument("--config", default=None,
+                        help="recipe: a YAML path or a shipped name (rlpd, sac, ...; policies/rlpd.yaml works from any "
+                             "folder), merged on the --algo preset")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="run directory (default runs/<algo>-<env>-s<seed>)")
     parser.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
@@ -54,9 +56,9 @@ def run(args) -> int:
         raise ValueError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
     recipe = {}
     if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+        from robolearn.shipped import resolve_recipe
+
+        path = resolve_recipe(args.config)  # a file, else the shipped copy of "sac" / "policies/sac.yaml"
         recipe = yaml.safe_load(path.read_text()) or {}
         if not isinstance(recipe, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
@@ -84,7 +86,7 @@ def run(args) -> int:
         node[parts[-1]] = yaml.safe_load(value)
     if env_sets:
         overrides["train"]["env_overrides"] = env_sets
-    cfg = build_config(args.algo, recipe, overrides, where=str(args.config or "preset"))
+    cfg = build_config(args.algo, recipe, overrides, where=str(path) if args.config else "preset")
     out = Path(args.out or f"runs/{args.algo}-{args.env.replace('/', '_')}-s{args.seed}")
     device = resolve_device(args.device)
     from robolearn.rl import registry
