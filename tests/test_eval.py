@@ -26,6 +26,12 @@ def test_wilson_known_values(k, n, lo, hi):
     assert got == pytest.approx((lo, hi), abs=1e-4)
 
 
+@pytest.mark.parametrize("n", [1, 3, 7, 20, 50])
+def test_wilson_is_exact_at_the_ends(n):
+    """0 of n has lower bound exactly 0 and n of n upper bound exactly 1 (no rounding residue above the estimate)."""
+    assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
+
+
 def test_wilson_bad_input():
     with pytest.raises(ValueError, match="at least one trial"):
         wilson_interval(0, 0)
