@@ -36,8 +36,7 @@ def test_recorded_fields_are_shown(camera_store, capsys):
     assert _line(out, "cameras") == "front,wrist"
     assert _line(out, "image size") == "32x32"
     assert _line(out, "expert noise") == "0.1"
-    # collect does not record the control rate (yet): the summary says so instead of guessing
-    assert _line(out, "fps") in ("not recorded", "20")
+    assert _line(out, "fps") == "20"  # collect records the env's control rate (sim: 20 Hz)
 
 
 def test_json_keeps_working_and_carries_the_fields(camera_store, capsys):

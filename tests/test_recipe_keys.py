@@ -85,3 +85,16 @@ def test_check_keys_for_callers_own_sections():
     with pytest.raises(ConfigError, match=r"r\.yaml: unknown section 'tran' \(did you mean 'train'\?\); "
                                           r"known sections: policy, train, type"):
         check_keys({"tran": {}}, ("type", "policy", "train"), "r.yaml", what="section")
+
+
+def test_a_misspelled_recipe_section_gets_a_did_you_mean_naming_the_file(tmp_path):
+    """`tran:` instead of `train:` in a BC or RL recipe: the error names the file and the section it meant."""
+    from robolearn.train.bc import load_recipe
+    from robolearn.train.rl_config import build_config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("type: consistency\ntran:\n  steps: 10\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*'tran'.*did you mean 'train'"):
+        load_recipe(bad)
+    with pytest.raises(ValueError, match=r"rl\.yaml.*'agnet'.*did you mean 'agent'"):
+        build_config("rlpd", {"agnet": {}}, where="rl.yaml")

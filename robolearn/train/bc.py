@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from robolearn.data.windows import episode_windows
-from robolearn.config_io import ConfigError, from_dict
+from robolearn.config_io import ConfigError, check_keys, from_dict
 from robolearn.device import make_generator, resolve_device
 from robolearn.policies import registry
 from robolearn.policies.configuration import PolicyConfig
@@ -73,9 +73,7 @@ RECIPE_KEYS = ("type", "policy", "train")
 def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping")
-    unknown = sorted(set(data) - set(RECIPE_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(RECIPE_KEYS)}")
+    check_keys(data, RECIPE_KEYS, where, what="section")
     if "type" not in data:
         raise ConfigError(f"{where}: missing 'type' (one of {', '.join(registry.names())})")
     name = data["type"]
@@ -85,9 +83,10 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"policy recipe not found: {path}")
+    """A recipe file, or a shipped recipe by bare name (``diffusion``) or repository path (``policies/x.yaml``)."""
+    from robolearn.shipped import resolve_recipe
+
+    path = Path(resolve_recipe(path))
     return recipe_from_dict(yaml.safe_load(path.read_text()) or {}, where=str(path))
 
 

@@ -267,6 +267,15 @@ def _run_episodes(env, store, cfg: CollectConfig, start: int, progress: bool,
     layout = getattr(getattr(env, "unwrapped", env), "state_layout", None)
     if layout:  # names of the state dimensions, for exports (LeRobot's feature names)
         meta["state_names"] = [name if n == 1 else f"{name}.{i}" for name, n in layout for i in range(n)]
+    fps = (getattr(env, "metadata", None) or {}).get("render_fps")
+    if fps:  # the control rate: what an export's fps and a replay's timing are
+        meta["fps"] = int(fps)
+    from robolearn.data.lerobot_export import ACTION_NAMES
+
+    dim = int(env.action_space.shape[0])
+    names = next((v for (prefix, size), v in ACTION_NAMES.items() if cfg.env.startswith(prefix) and size == dim), None)
+    if names:
+        meta["action_names"] = list(names)
     writer = store.writer(meta=meta)
     low = np.asarray(env.action_space.low, dtype=np.float32)
     high = np.asarray(env.action_space.high, dtype=np.float32)

@@ -18,7 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=100_000, help="episode i uses seed + i")
     parser.add_argument("--sampler", choices=["ddim", "ddpm"], default=None, help="diffusion sampler (default: the config's)")
     parser.add_argument("--steps", type=int, default=None, help="denoising / consistency steps (default: the config's)")
-    parser.add_argument("--video-episodes", type=int, default=0, help="write mp4s of the first N episodes")
+    parser.add_argument("--video-episodes", type=int, default=0,
+                        help="write mp4s of the first N episodes (a step counter and the outcome drawn on the frames)")
+    parser.add_argument("--video-size", type=int, default=256,
+                        help="video frame size in px (default 256; the policy still sees its own image size)")
     parser.add_argument("--max-steps", type=int, default=None, help="episode step limit override")
     parser.add_argument("--out", default=None, help="directory for eval.json and videos (default: <checkpoint>/eval)")
     parser.add_argument("--name", default=None, help="result file name stem (default: derived from env and sampling)")
@@ -34,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_flags(args: argparse.Namespace) -> None:
-    for name, low in (("episodes", 1), ("seed", 0), ("video_episodes", 0), ("threads", 0)):
+    for name, low in (("episodes", 1), ("seed", 0), ("video_episodes", 0), ("threads", 0), ("video_size", 16)):
         if getattr(args, name) < low:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
     for name in ("steps", "max_steps"):
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(policy, args.env, args.episodes, seed=args.seed, sampler=args.sampler, steps=args.steps,
                       video_episodes=args.video_episodes, video_dir=out / f"{stem}_videos",
                       max_steps=args.max_steps, progress=not args.no_progress,
-                      allow_env_mismatch=args.allow_env_mismatch)
+                      allow_env_mismatch=args.allow_env_mismatch, video_size=args.video_size)
     path = save_json(result, out / f"{stem}.json")
     summary = {key: value for key, value in result.items() if key != "per_episode"}
     summary.update(checkpoint=str(args.checkpoint), result_file=str(path))

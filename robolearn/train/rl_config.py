@@ -9,7 +9,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from robolearn.config_io import ConfigError, from_dict
+from robolearn.config_io import check_keys, from_dict
 from robolearn.rl import registry
 from robolearn.rl.algorithm import AlgoConfig
 
@@ -118,9 +118,7 @@ def build_config(algo: str, recipe: dict | None = None, overrides: dict | None =
     data = merge(data, overrides or {})
     if data.get("algo", algo) != algo:
         raise ValueError(f"{where} is for algo {data['algo']!r} but --algo is {algo!r}")
-    unknown = sorted(set(data) - {"algo", "agent", "train"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {', '.join(map(repr, unknown))}; known: algo, agent, train")
+    check_keys(data, ("algo", "agent", "train"), where, what="section")
     cls = registry.algorithm_class(algo).config_class
     agent = from_dict(cls, data.get("agent") or {}, where=f"{where} agent ({algo})")
     train = from_dict(RLTrainConfig, data.get("train") or {}, where=f"{where} train")
