@@ -162,9 +162,10 @@ def train_rl(env: str, out: str | Path, *, algo: str = "rlpd", recipe: str | Pat
     extra = {"base": str(base)} if base else {}
     trainer = OnlineTrainer(cfg, env, Path(out), demos=str(demos) if demos else None, seed=seed,
                             device=resolve_device(device), **extra)
-    if progress:
-        print(f"train rl: {algo} on {env} ({where}), demos {demos or 'none'}, base {base or 'none'}, "
-              f"{cfg.train.steps} env steps -> {out}", flush=True)
+    if progress:  # the command's header line: env steps, and agent steps x repeat when they differ
+        from robolearn.train.rl_cmd import header
+
+        print(header(trainer.plan(), resume=resume), flush=True)
     t0 = time.perf_counter()
     summary = dict(trainer.run(resume=resume, progress=progress))
     summary.setdefault("out", str(out))
