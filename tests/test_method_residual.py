@@ -156,6 +156,23 @@ def test_relabelled_demo_base_actions_are_the_base_open_loop_chunks():
 
 
 # TD target ---------------------------------------------------------------------------------------------
+def test_actor_loss_by_hand():
+    """-mean Q; with q_normalize divided by mean |Q| (no gradient through the scale); + l2 * mean r^2."""
+    from robolearn.rl.residual import actor_loss
+
+    q = torch.tensor([[0.2, -0.4], [0.6, 0.0]])          # (members, batch): mean 0.1, mean |Q| 0.3
+    r = torch.tensor([[0.5, -0.5], [1.0, 0.0]])          # mean r^2 = (0.25 + 0.25 + 1 + 0) / 4 = 0.375
+    assert actor_loss(q).item() == pytest.approx(-0.1)
+    assert actor_loss(q, q_normalize=True).item() == pytest.approx(-0.1 / 0.3)
+    assert actor_loss(q, r, 2.0).item() == pytest.approx(-0.1 + 2.0 * 0.375)
+    assert actor_loss(q, r, 2.0, q_normalize=True).item() == pytest.approx(-0.1 / 0.3 + 0.75)
+    qg = q.clone().requires_grad_(True)
+    actor_loss(qg, q_normalize=True).backward()             # d/dQ of -mean(Q) / 0.3 (scale held constant)
+    assert torch.allclose(qg.grad, torch.full_like(q, -1.0 / (4 * 0.3)))
+    with pytest.raises(ValueError, match="residual_l2"):
+        actor_loss(q, None, 1.0)
+
+
 def test_choose_base_by_hand():
     rec = torch.tensor([[0.1, 0.2], [0.0, 0.0], [0.5, 0.5]])
     smp = torch.tensor([[9.0, 9.0], [0.3, -0.4], [8.0, 8.0]])
