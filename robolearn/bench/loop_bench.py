@@ -24,8 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policies", default="consistency,ddim10",
                    help="comma list of: consistency, ddim10, ddpm100, none (a zero policy: loop cost alone)")
     p.add_argument("--checkpoint", default=None, help="diffusion checkpoint for the network (default: recipe, random weights)")
-    p.add_argument("--recipe", default="policies/diffusion.yaml")
-    p.add_argument("--robot", default="hardware/sim_arm.yaml")
+    p.add_argument("--recipe", default="diffusion", help="policy recipe: a shipped name or a YAML path")
+    p.add_argument("--robot", default="sim_arm", help="robot config: a shipped name or a YAML path")
     p.add_argument("--env", default="sim/peg_insert")
     p.add_argument("--domain", type=int, default=None, help="DDS domain id (default: from the process id)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for inference")

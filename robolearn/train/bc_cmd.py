@@ -19,7 +19,7 @@ from robolearn.device import add_device_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", required=True, help="policy recipe YAML (policies/diffusion.yaml, ...)")
+    parser.add_argument("--policy", required=True, help="policy recipe: a shipped name (diffusion, consistency, diffusion_image, ...) or a YAML path")
     parser.add_argument("--data", required=True, help="episode store directory with demos")
     parser.add_argument("--out", required=True, help="run directory (checkpoint/, scalars.csv, tb/)")
     parser.add_argument("--steps", type=int, default=None, help="total training steps (overrides the recipe)")

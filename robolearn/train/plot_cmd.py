@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="image path (default: <first run>/plots/<metric>.png)")
     parser.add_argument("--label", action="append", default=[], help="legend label per curve (repeatable)")
     parser.add_argument("--x-scale", type=float, default=1.0,
-                        help="multiply steps (e.g. 8 for env steps under action repeat 8)")
+                        help="multiply steps (only for RL runs logged before steps counted env steps: e.g. 8 under action repeat 8)")
     parser.add_argument("--xlabel", default=None, help="x axis label (default: the runs' step unit)")
     parser.add_argument("--title", default=None)
     parser.add_argument("--hline", type=float, default=None, help="reference line (e.g. a published score)")
