@@ -48,7 +48,9 @@ _ALGOS: dict[str, AlgoEntry] = {
     # Residual RL on a frozen base (ResiP's residual, trained off-policy as ResFiT / Policy Decorator):
     # 10 LayerNorm critics, min over 2, n-step 3, 50/50 demos (relabelled with the base's actions).
     "residual": AlgoEntry("robolearn.rl.residual:ResidualRL",
-                          agent={"num_critics": 10, "critic_subset": 2, "n_step": 3, "discount": 0.99},
+                          agent={"num_critics": 10, "critic_subset": 2, "n_step": 3, "discount": 0.99,
+                                 "alpha": 0.5, "actor_lr": 3e-4, "q_normalize": True, "residual_l2": 1.0,
+                                 "critic_warmup": 2000},   # tuned on pick_cube: see policies/residual.yaml
                           train={"demo_fraction": 0.5, "random_warmup": False},
                           help="a residual actor on a frozen BC base (ResiP / ResFiT); needs --base"),
     # EXPO: the base keeps its imitation loss online, a Gaussian edit policy, argmax-Q over N candidates.
