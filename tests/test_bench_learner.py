@@ -9,7 +9,7 @@ from robolearn.cli import main
 from robolearn.rl import native_ops
 
 
-def test_bench_learner_reports_every_config(tmp_path):
+def test_bench_learner_reports_every_config(tmp_path, capsys):
     if native_ops.load() is not None:  # tests/test_rl_native_ops.py fails the suite for this when a compiler exists
         pytest.skip(f"native critic operators unavailable: {native_ops.load()}")
     out = tmp_path / "learner.json"
@@ -40,6 +40,9 @@ def test_bench_learner_reports_every_config(tmp_path):
     assert report["matmul_peak_gflops"] > 0 and report["copy_bandwidth_gbs"] > 0
     assert report["sizes"] == {"state_dim": 17, "action_dim": 6, "batch": 32, "hidden": [16, 16]}
     assert {"native_vs_eager_10_critics", "batched_vs_loop_10_critics"} <= set(report["ratios"])
+    printed = capsys.readouterr().out
+    assert printed.startswith("bench learner: RLPD-10 and SAC-2 critic updates on eager, native, batch 32")
+    assert "{" not in printed and f"wrote {out}" in printed  # a human summary, never a raw dict
 
 
 def test_bench_learner_rejects_an_unknown_backend(tmp_path, capsys):

@@ -87,6 +87,8 @@ def check_flags(args) -> list[int]:
 
 def run(args) -> int:
     sizes = check_flags(args)
+    print(f"bench env: {args.env} vs a raw mujoco.mj_step loop, {args.reps} reps x {args.steps} steps, cameras 0/1/2 "
+          f"at {', '.join(map(str, sizes))} px -> {args.out}", flush=True)
     result = bench_env(args.env, steps=args.steps, reps=args.reps, sizes=sizes)
     path = write_json(result, args.out)
     med = result["steps_per_s_median"]

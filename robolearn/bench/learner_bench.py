@@ -152,6 +152,9 @@ def run(args) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     torch.set_num_threads(args.threads)
     sd, ad, b, h = args.state_dim, args.action_dim, args.batch, args.hidden
+    print(f"bench learner: RLPD-10 and SAC-2 critic updates on {', '.join(['eager'] + [x for x in backends if x != 'eager'])}"
+          f", batch {b}, hidden {h}x{h}, {args.rounds} rounds x {args.updates} updates, {args.threads} thread(s) "
+          f"-> {args.out}", flush=True)
     batch = _batch(b, sd, ad)
     base = dict(hidden=(h, h))
     configs: dict[str, tuple] = {"rlpd_10_critics_eager": ("rlpd", SACConfig(**base, num_critics=10, backend="eager"), False),
@@ -222,5 +225,7 @@ def run(args) -> int:
     for name, r in results.items():
         print(f"{name:28s} {r['updates_per_s']:8.1f} upd/s  {r['achieved_gflops']:7.1f} GFLOP/s "
               f"({100 * r['fraction_of_matmul_peak']:.0f}% of {peak:.0f})")
-    print(f"matmul peak {peak:.0f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s\nratios: {ratios}\nwrote {path}")
+    print(f"matmul peak {peak:.0f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s")
+    print("ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    print(f"wrote {path}")
     return 0
