@@ -248,6 +248,7 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
     try:
         assert main(argv) == 0
         first = capsys.readouterr().out
+        assert first.startswith("experiment compare: bc, rlpd, residual on sim/pick_cube from 2 expert demos"), first[:200]
         for name in ("compare.md", "compare.json", "compare.png", "experiment.json", "seed0/base/checkpoint",
                      "seed0/bc_eval.json", "seed0/rlpd/latest.json", "seed0/residual/latest.json"):
             assert (out / name).exists(), name

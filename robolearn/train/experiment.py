@@ -761,6 +761,9 @@ def run_compare(cfg: CompareConfig, log: Callable[[str], None] | None = print) -
     cfg.device = str(resolve_device(cfg.device))
     p = plan(cfg)
     _check_manifest(p)
+    say(f"experiment compare: {', '.join(cfg.methods)} on {cfg.env} from {cfg.demos} expert demos (noise {cfg.noise}), "
+        f"{cfg.seeds} seed(s), {cfg.steps} env steps per RL run, {cfg.eval_episodes} episodes every {cfg.eval_every} "
+        f"env steps, {cfg.jobs} job(s) -> {p.out}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
