@@ -56,10 +56,11 @@ class ReplaySource:
     replay runs the same code as one driven by hardware.
     """
 
-    def __init__(self, records: Iterable[tuple[float, bytes]], clock: Callable[[], float] = time.monotonic):
+    def __init__(self, records: Iterable[tuple[float, bytes]], clock: Callable[[], float] = time.monotonic,
+                 start: float | None = None):
         self.records = list(records)
         self.clock = clock
-        self._t0: float | None = None
+        self._t0: float | None = start  # the clock time of recorded time 0 (None: the first read)
         self._next = 0
 
     def read(self) -> list[bytes]:
