@@ -4,12 +4,95 @@ Sim and real load the same dataclass, so a policy sees the same action semantics
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from robolearn.config_io import load_yaml
+from robolearn.config_io import ConfigError, from_dict, load_yaml
+
+_PI_TERM = re.compile(r"^\s*([+-]?)\s*(\d+(?:\.\d*)?|\.\d+)?\s*\*?\s*pi\s*(?:/\s*(\d+(?:\.\d*)?))?\s*$")
+
+
+def _number(value, where: str) -> float:
+    """A float from YAML, where angles may be written as the published tables write them (``pi/2``,
+    ``-pi/4``, ``2*pi``): typing 1.5707963 by hand is how a digit gets lost."""
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        out = float(value)
+    elif isinstance(value, str):
+        m = _PI_TERM.match(value)
+        if m:
+            sign, factor, divisor = m.groups()
+            out = (-1.0 if sign == "-" else 1.0) * float(factor or 1.0) * math.pi / float(divisor or 1.0)
+        else:
+            try:
+                out = float(value)
+            except ValueError:
+                raise ValueError(f"{where}: expected a number or a multiple of pi (e.g. -pi/2), got {value!r}") from None
+    else:
+        raise ValueError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(out):
+        raise ValueError(f"{where}: must be finite, got {value!r}")
+    return out
+
+
+def _numbers(values, where: str, length: int | None = None) -> tuple[float, ...]:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise ValueError(f"{where}: expected a list of numbers, got {values!r}")
+    if length is not None and len(values) != length:
+        raise ValueError(f"{where}: expected {length} numbers, got {len(values)}")
+    return tuple(_number(v, f"{where}[{i}]") for i, v in enumerate(values))
+
+
+@dataclass
+class KinematicsConfig:
+    """A serial arm's kinematic parameters as its manufacturer publishes them: one DH row per joint.
+
+    Why a DH table and not a URDF: Franka and Universal Robots publish exactly these tables, so the
+    config can be checked line by line against the cited page, and FK/IK (robolearn.hardware.kinematics)
+    need nothing but numpy. Revolute joints only; ``theta`` of a row is ``q + theta_offset``.
+
+    ``convention``: ``standard`` (Denavit-Hartenberg: Rz(theta) Tz(d) Tx(a) Rx(alpha), UR's tables) or
+    ``modified`` (Craig: Rx(alpha) Tx(a) Rz(theta) Tz(d), Franka's tables; a and alpha of row i are
+    then a_{i-1}, alpha_{i-1}). ``flange``: a fixed last row [a, d, alpha, theta] in the same convention
+    (Franka's "Flange" row; zeros when the last joint's frame already is the flange, as for UR).
+    ``base``: the DH base frame in the frame actions are expressed in, ``tool``: the end effector
+    (TCP) in the flange frame, both [x, y, z, roll, pitch, yaw] (metres; radians, URDF's fixed-axis
+    roll-pitch-yaw). Angles may be written as ``pi/2``.
+    """
+
+    convention: str = "standard"
+    a: tuple[float, ...] = ()
+    d: tuple[float, ...] = ()
+    alpha: tuple[float, ...] = ()
+    theta_offset: tuple[float, ...] = ()  # empty = all zero
+    flange: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+    base: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    tool: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        where = "kinematics"
+        if self.convention not in ("standard", "modified"):
+            raise ValueError(f"{where}.convention: must be 'standard' (DH) or 'modified' (Craig), "
+                             f"got {self.convention!r}")
+        self.a = _numbers(self.a, f"{where}.a")
+        n = len(self.a)
+        if n == 0:
+            raise ValueError(f"{where}.a: the DH table has no rows (one entry per joint expected)")
+        self.d = _numbers(self.d, f"{where}.d", n)
+        self.alpha = _numbers(self.alpha, f"{where}.alpha", n)
+        self.theta_offset = _numbers(self.theta_offset or (0.0,) * n, f"{where}.theta_offset", n)
+        self.flange = _numbers(self.flange, f"{where}.flange ([a, d, alpha, theta])", 4)
+        self.base = _numbers(self.base, f"{where}.base ([x, y, z, roll, pitch, yaw])", 6)
+        self.tool = _numbers(self.tool, f"{where}.tool ([x, y, z, roll, pitch, yaw])", 6)
+
+    @property
+    def n_joints(self) -> int:
+        return len(self.a)
 
 
 @dataclass
@@ -32,7 +115,10 @@ class RobotConfig:
     # --- deployment (robolearn serve / sim-robot): rates, topics, safety ---------------------------
     command_hz: float = 100.0  # controller-loop rate; a whole multiple of control_hz (the policy rate)
     action_mode: str = "ee_delta"  # how an action becomes joint targets: ee_delta | joint_position
-    kinematics: str = ""  # env whose MuJoCo model gives FK/IK and observations (e.g. sim/peg_insert)
+    # Where FK/IK come from: a sim env whose MuJoCo model gives FK/IK and observations (e.g.
+    # sim/peg_insert), or a mapping of the arm's published DH table (KinematicsConfig; a real arm's
+    # FK/IK is robolearn.hardware.kinematics.SerialArm.from_robot_config). "" = none.
+    kinematics: str | KinematicsConfig = ""
     command_interface: str = "trajectory"  # trajectory (JointTrajectoryController) | forward (ForwardCommandController)
     command_gripper: bool = True  # append gripper_joint (command in [-1, 1]) to every command
     gripper_state_joints: tuple[str, ...] = ()  # finger joints in /joint_states; opening = mean / gripper_max_position
@@ -52,23 +138,47 @@ class RobotConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        where = f"robot {self.name!r}"
         self.joint_names = tuple(self.joint_names)
         n = len(self.joint_names)
         if len(self.joint_lower) != n or len(self.joint_upper) != n:
-            raise ValueError(f"robot {self.name!r}: joint limits must have {n} entries (one per joint)")
-        if any(lo >= hi for lo, hi in zip(self.joint_lower, self.joint_upper)):
-            raise ValueError(f"robot {self.name!r}: every joint_lower must be < joint_upper")
+            raise ValueError(f"{where}: joint_lower/joint_upper must have {n} entries (one per joint in "
+                             f"joint_names), got {len(self.joint_lower)} and {len(self.joint_upper)}")
+        self.joint_lower = _numbers(self.joint_lower, "joint_lower")
+        self.joint_upper = _numbers(self.joint_upper, "joint_upper")
+        for i, (lo, hi) in enumerate(zip(self.joint_lower, self.joint_upper)):
+            if lo >= hi:
+                raise ValueError(f"{where}: joint_lower[{i}] ({self.joint_names[i]}) = {lo} must be < "
+                                 f"joint_upper[{i}] = {hi}")
         if self.control_hz <= 0:
-            raise ValueError(f"robot {self.name!r}: control_hz must be positive, got {self.control_hz}")
+            raise ValueError(f"{where}: control_hz must be positive, got {self.control_hz}")
         if self.pos_scale <= 0 or self.rot_scale <= 0:
-            raise ValueError(f"robot {self.name!r}: pos_scale and rot_scale must be positive")
+            raise ValueError(f"{where}: pos_scale and rot_scale must be positive")
         if len(self.workspace_low) != 3 or len(self.workspace_high) != 3:
-            raise ValueError(f"robot {self.name!r}: workspace_low/high must be xyz triples")
-        if any(lo >= hi for lo, hi in zip(self.workspace_low, self.workspace_high)):
-            raise ValueError(f"robot {self.name!r}: workspace_low must be < workspace_high on every axis")
-        self.workspace_low = tuple(float(v) for v in self.workspace_low)
-        self.workspace_high = tuple(float(v) for v in self.workspace_high)
+            raise ValueError(f"{where}: workspace_low/high must be xyz triples")
+        self.workspace_low = _numbers(self.workspace_low, "workspace_low")
+        self.workspace_high = _numbers(self.workspace_high, "workspace_high")
+        for i, (lo, hi) in enumerate(zip(self.workspace_low, self.workspace_high)):
+            if lo >= hi:
+                raise ValueError(f"{where}: workspace_low[{i}] ({'xyz'[i]}) = {lo} must be < "
+                                 f"workspace_high[{i}] = {hi}")
+        self._validate_kinematics()
         self._validate_deploy()
+
+    def _validate_kinematics(self) -> None:
+        where = f"robot {self.name!r}"
+        kin = self.kinematics
+        if kin is None:
+            kin = ""
+        if isinstance(kin, dict):
+            kin = from_dict(KinematicsConfig, kin, where="kinematics")
+        if not isinstance(kin, (str, KinematicsConfig)):
+            raise ValueError(f"{where}: kinematics must be a sim env name or a mapping of DH parameters, "
+                             f"got {type(kin).__name__}")
+        if isinstance(kin, KinematicsConfig) and kin.n_joints != len(self.joint_names):
+            raise ValueError(f"{where}: kinematics has {kin.n_joints} DH rows but joint_names has "
+                             f"{len(self.joint_names)} joints; they must match one to one")
+        self.kinematics = kin
 
     def _validate_deploy(self) -> None:
         where = f"robot {self.name!r}"
@@ -93,6 +203,16 @@ class RobotConfig:
             raise ValueError(f"{where}: joint_margin must be >= 0")
 
     @property
+    def arm_kinematics(self) -> KinematicsConfig | None:
+        """The DH parameters when ``kinematics`` is a table (a real arm), None when it names a sim env."""
+        return self.kinematics if isinstance(self.kinematics, KinematicsConfig) else None
+
+    @property
+    def kinematics_env(self) -> str:
+        """The sim env whose MuJoCo model gives FK/IK, "" when ``kinematics`` is a DH table or unset."""
+        return self.kinematics if isinstance(self.kinematics, str) else ""
+
+    @property
     def command_joint_names(self) -> tuple[str, ...]:
         """Joint names of every outgoing command (the arm, then the gripper channel when commanded)."""
         return self.joint_names + ((self.gripper_joint,) if self.command_gripper and self.gripper_joint else ())
@@ -102,8 +222,17 @@ class RobotConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RobotConfig":
-        """Load a robot config from a YAML path or a shipped name (``sim_arm``, ``franka_fr3``): see resolve_robot."""
-        return load_yaml(cls, resolve_robot(path))
+        """Load a robot config from a YAML path or a shipped name (``sim_arm``, ``franka_fr3``): see resolve_robot.
+
+        Every validation error names the file, so a bad value in an edited copy says which copy.
+        """
+        resolved = resolve_robot(path)
+        try:
+            return load_yaml(cls, resolved)
+        except ValueError as exc:
+            if str(resolved) in str(exc):
+                raise
+            raise ConfigError(f"{resolved}: {exc}") from None
 
 
 # The robot configs shipped inside the package, so `--robot sim_arm` works from any folder. The
