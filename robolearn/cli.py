@@ -18,6 +18,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("collect",): ("robolearn.train.collect_cmd", "record episodes (scripted expert or policy) into an episode store"),
     ("data", "info"): ("robolearn.data.info_cmd", "summarise an episode store: episodes, steps, success, keys"),
     ("data", "export"): ("robolearn.data.export_cmd", "export an episode store to the LeRobotDataset layout"),
+    ("data", "import"): ("robolearn.data.import_cmd", "import a LeRobotDataset v3.0 folder into an episode store"),
     ("demo",): ("robolearn.train.demo_cmd", "the main job: demos, videos and the pipeline end to end"),
     ("train", "bc"): ("robolearn.train.bc_cmd", "behaviour cloning of a diffusion / consistency policy"),
     ("train", "rl"): ("robolearn.train.rl_cmd", "off-policy RL from demos plus online data"),
