@@ -16,6 +16,7 @@ import robolearn  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("envs",): ("robolearn.envs.list_cmd", "list the registered envs"),
     ("collect",): ("robolearn.train.collect_cmd", "record episodes (scripted expert or policy) into an episode store"),
+    ("record",): ("robolearn.train.record_cmd", "teleoperated demos (keyboard, SpaceMouse, gamepad) into an episode store"),
     ("data", "info"): ("robolearn.data.info_cmd", "summarise an episode store: episodes, steps, success, keys"),
     ("data", "export"): ("robolearn.data.export_cmd", "export an episode store to the LeRobotDataset layout"),
     ("data", "import"): ("robolearn.data.import_cmd", "import a LeRobotDataset v3.0 folder into an episode store"),
