@@ -539,7 +539,7 @@ def _tasks_frame(tasks: dict[str, int]):
     )
 
 
-def _need_modules() -> None:
+def require_lerobot_deps() -> None:
     missing = []
     for module in ("pyarrow", "pandas", "av"):
         try:
@@ -573,7 +573,7 @@ def export_lerobot(
         data_files_size_in_mb=data_files_size_in_mb, video_files_size_in_mb=video_files_size_in_mb,
         force=force, state_names_from_env=state_names_from_env,
     )
-    _need_modules()
+    require_lerobot_deps()
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm

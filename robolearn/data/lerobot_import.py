@@ -45,6 +45,7 @@ from robolearn.data.lerobot_export import (
     check_paths,
     clean_stale_tmp,
     publish,
+    require_lerobot_deps,
 )
 
 INFO_PATH = "meta/info.json"
@@ -335,9 +336,7 @@ def import_lerobot(
     """Import the LeRobotDataset v3.0 at ``source`` into a new episode store ``out``; returns a summary."""
     if isinstance(tolerance_s, bool) or not isinstance(tolerance_s, (int, float)) or not tolerance_s > 0:
         raise ValueError(f"tolerance_s must be a number > 0, got {tolerance_s!r}")
-    from robolearn.data.lerobot_export import _need_modules
-
-    _need_modules()
+    require_lerobot_deps()
     from tqdm import tqdm
 
     from robolearn.data.episode_store import EpisodeStore, decode_png
