@@ -35,6 +35,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "policy"): ("robolearn.bench.policy_bench", "policy inference latency"),
     ("bench", "learner"): ("robolearn.bench.learner_bench", "RL learner updates/s and FLOP rate"),
     ("bench", "loop"): ("robolearn.bench.loop_bench", "controller loop jitter and latency"),
+    ("bench", "record"): ("robolearn.bench.record_bench", "record loop jitter, missed ticks, key-to-command latency"),
 }
 
 
