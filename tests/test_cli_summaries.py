@@ -172,11 +172,11 @@ def test_data_export_header_summary_and_json(store, tmp_path, capsys):
     out = tmp_path / "lerobot"
     assert main(["data", "export", str(store), "--out", str(out), "--no-progress"]) == 0
     lines = _human(capsys.readouterr().out)
-    assert lines[0] == f"data export: {store} as lerobot (LeRobotDataset v2.1) at 20 fps -> {out}"
+    assert lines[0] == f"data export: {store} as lerobot (LeRobotDataset v3.0) at 20 fps -> {out}"
     assert lines[1].startswith(f"exported 2 episodes (16 frames, 20 fps) from {store} to {out}")
     text = "\n".join(lines)
     assert f"files: {out / 'meta'}/{{" in text and "info.json" in text
-    assert f"2 parquet files under {out / 'data'}" in text  # one per episode
+    assert f"1 parquet file under {out / 'data'}" in text  # v3.0: episodes share data files up to the size limit
     assert main(["data", "export", str(store), "--out", str(tmp_path / "again"), "--no-progress", "--json"]) == 0
     cap = capsys.readouterr()
     summary = json.loads(cap.out)

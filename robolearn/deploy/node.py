@@ -23,12 +23,17 @@ def loop_config(cfg: RobotConfig, **overrides) -> LoopConfig:
 
 
 def build_kinematics(cfg: RobotConfig, **env_overrides):
-    """(kinematics, observation builder) for the robot config."""
-    if cfg.kinematics:
+    """(kinematics, observation builder) for the robot config: a sim env's MuJoCo model (``kinematics:
+    sim/...``) or the arm's DH table (a ``kinematics:`` mapping, robolearn.hardware.kinematics)."""
+    if cfg.kinematics_env:
         from robolearn.deploy.sim_kinematics import SimKinematics, SimTaskObs
 
-        kin = SimKinematics(cfg.kinematics, **env_overrides)
+        kin = SimKinematics(cfg.kinematics_env, **env_overrides)
         return kin, SimTaskObs(kin, cfg.object_pose_topic, cfg.cameras)
+    if cfg.arm_kinematics is not None:
+        from robolearn.hardware.kinematics import SerialArm
+
+        return SerialArm.from_robot_config(cfg), JointStateObs()
     return None, JointStateObs()
 
 

@@ -29,6 +29,8 @@ def robot_parameter_defaults(cfg: RobotConfig) -> dict:
     out = {}
     for name in ROBOT_PARAMS:
         v = getattr(cfg, name)
+        if dataclasses.is_dataclass(v):
+            continue  # a nested table (the DH `kinematics`) is no ROS parameter: it keeps the YAML's value
         if isinstance(v, tuple):
             if not v:
                 continue
