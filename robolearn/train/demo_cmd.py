@@ -33,6 +33,7 @@ class DemoContext:
     demos: int = 20
     noise: float = 0.4
     method: str = METHOD
+    bc_steps: int = 2000         # the base recipe's 4000 halved: the demo must finish in ~15 min on a 2-core CPU
     rl_steps: int = 4000
     eval_every: int = 1000
     train_eval_episodes: int = 20
@@ -48,7 +49,7 @@ class DemoContext:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        for name in ("demos", "rl_steps", "eval_every", "train_eval_episodes", "eval_episodes"):
+        for name in ("demos", "bc_steps", "rl_steps", "eval_every", "train_eval_episodes", "eval_episodes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
@@ -62,10 +63,11 @@ class DemoContext:
         from robolearn.train import experiment as ex
 
         methods = ("bc", self.method)
+        sets = [f"bc.train.steps={self.bc_steps}", *self.sets]  # an explicit --set bc.train.steps wins
         return ex.CompareConfig(env=self.env, demos=self.demos, seeds=1, noise=self.noise, out=str(self.out),
                                 methods=methods, steps=self.rl_steps, eval_every=self.eval_every,
                                 eval_episodes=self.train_eval_episodes, threads=self.threads,
-                                sets=ex.parse_sets(self.sets, methods), device=self.device, progress=self.progress)
+                                sets=ex.parse_sets(sets, methods), device=self.device, progress=self.progress)
 
     @property
     def base_dir(self) -> Path:
@@ -344,7 +346,7 @@ def print_summary(summary: dict) -> None:
     print(f"{'time':>10}: {summary.get('total_seconds', 0):.0f} s ({per})")
 
 
-QUICK_SETS = ["bc.train.steps=40", "bc.train.batch_size=16", "bc.train.warmup_steps=5", "bc.train.log_every=10",
+QUICK_SETS = ["bc.train.batch_size=16", "bc.train.warmup_steps=5", "bc.train.log_every=10",
               "bc.train.checkpoint_every=20", "rl.train.warmup_steps=20", "rl.train.batch_size=16",
               "rl.train.checkpoint_every=30", "rl.train.log_every=10"]
 
@@ -355,6 +357,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--demos", type=int, default=20, help="expert demos (default 20)")
     parser.add_argument("--noise", type=float, default=0.4, help="expert noise: suboptimal, varied demos (default 0.4)")
     parser.add_argument("--method", default=METHOD, help=f"refinement method (default {METHOD})")
+    parser.add_argument("--bc-steps", type=int, default=2000, help="BC steps of the base policy (default 2000)")
     parser.add_argument("--rl-steps", type=int, default=4000, help="env steps of refinement (default 4000)")
     parser.add_argument("--eval-every", type=int, default=1000, help="env steps between the trainer's evaluations")
     parser.add_argument("--eval-episodes", type=int, default=50, help="held-out episodes per policy (default 50)")
@@ -370,11 +373,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     kw = dict(out=Path(args.out), env=args.env, demos=args.demos, noise=args.noise, method=args.method,
-              rl_steps=args.rl_steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+              bc_steps=args.bc_steps, rl_steps=args.rl_steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
               video_episodes=args.video_episodes, threads=args.threads, device=args.device,
               progress=not args.no_progress, sets=list(args.sets))
     if args.quick:  # a smoke run of every stage: small enough for CI, same code path
-        kw.update(demos=3, rl_steps=60, eval_every=30, train_eval_episodes=2,
+        kw.update(demos=3, bc_steps=40, rl_steps=60, eval_every=30, train_eval_episodes=2,
                   eval_episodes=min(args.eval_episodes, 3), video_episodes=min(args.video_episodes, 1),
                   quick=True, sets=QUICK_SETS + list(args.sets))
     ctx = DemoContext(**kw)

@@ -733,21 +733,40 @@ def _job_in_worker(job: Callable, p: Plan, key: tuple) -> SeedResult | None:
     return job(p, key, lambda msg: print(msg, flush=True))
 
 
-def _run_jobs(p: Plan, job: Callable, keys: list[tuple], say: Callable[[str], None]) -> dict[tuple, Any]:
-    """Run ``job`` for every key: in this process with --jobs 1, else in a pool of --jobs processes (spawned,
-    so that no MuJoCo / torch state is forked). Every sub-run resumes from its own files, so a kill of the
+def _schedule(p: Plan, seeds: list[int], need_base: bool, say: Callable[[str], None]) -> tuple[dict, dict]:
+    """Every seed's base, then its RL runs: in this process with --jobs 1, else on a pool of --jobs worker
+    processes (spawned, so no MuJoCo / torch state is forked) where a seed's RL runs start as soon as its base
+    is done (no core waits for the slowest base). Every sub-run resumes from its own files, so a kill of the
     whole pool loses at most each worker's progress since its last checkpoint."""
-    if p.cfg.jobs <= 1 or len(keys) <= 1:
-        return {key: job(p, key, say) for key in keys}
+    methods = p.cfg.rl_methods
+    if p.cfg.jobs <= 1:
+        bases = {seed: (_base_job(p, (seed,), say) if need_base else None) for seed in seeds}
+        return bases, {(seed, m): _rl_job(p, (seed, m), say) for seed in seeds for m in methods}
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    out: dict[tuple, Any] = {}
-    with ProcessPoolExecutor(max_workers=min(p.cfg.jobs, len(keys)), mp_context=mp.get_context("spawn")) as pool:
-        futures = {key: pool.submit(_job_in_worker, job, p, key) for key in keys}
-        for key, fut in futures.items():
-            out[key] = fut.result()
-    return out
+    bases: dict[int, Any] = {}
+    runs: dict[tuple, Any] = {}
+    with ProcessPoolExecutor(max_workers=p.cfg.jobs, mp_context=mp.get_context("spawn")) as pool:
+        pending = {}
+        for seed in seeds:
+            if need_base:
+                pending[pool.submit(_job_in_worker, _base_job, p, (seed,))] = ("base", seed)
+            else:
+                bases[seed] = None
+                for m in methods:
+                    pending[pool.submit(_job_in_worker, _rl_job, p, (seed, m))] = ("rl", (seed, m))
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                kind, key = pending.pop(fut)
+                if kind == "base":
+                    bases[key] = fut.result()
+                    for m in methods:  # this seed's base exists: its RL runs can start
+                        pending[pool.submit(_job_in_worker, _rl_job, p, (key, m))] = ("rl", (key, m))
+                else:
+                    runs[key] = fut.result()
+    return bases, runs
 
 
 def run_compare(cfg: CompareConfig, log: Callable[[str], None] | None = print) -> dict:
@@ -771,13 +790,10 @@ def run_compare(cfg: CompareConfig, log: Callable[[str], None] | None = print) -
     need_base = "bc" in cfg.methods or any(p.needs_base[m] for m in cfg.rl_methods)
     results: dict[str, list[SeedResult]] = {m: [] for m in cfg.methods}
     seeds = list(range(cfg.seeds))
-    bases = [(seed,) for seed in seeds] if need_base else []
-    base_results = _run_jobs(p, _base_job, bases, say)
-    runs = [(seed, m) for seed in seeds for m in cfg.rl_methods]
-    run_results = _run_jobs(p, _rl_job, runs, say)
+    base_results, run_results = _schedule(p, seeds, need_base, say)
     for seed in seeds:
         if "bc" in cfg.methods:
-            results["bc"].append(base_results[(seed,)])
+            results["bc"].append(base_results[seed])
         for m in cfg.rl_methods:
             results[m].append(run_results[(seed, m)])
     rows = summarize(results)
