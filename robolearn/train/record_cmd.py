@@ -35,6 +35,8 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
+from robolearn.hardware.teleop.base import GRIPPER_ROLES  # light: numpy and yaml only
+
 WAITING, RECORDING, ENDED, DONE = "waiting", "recording", "ended", "done"
 MESSAGE_S = 2.5  # how long a status message stays on the status line
 
@@ -432,12 +434,16 @@ class Recorder:
     def tick(self) -> None:
         recording = self.state == RECORDING
         woke = self.rate.wait(measure=recording)
-        cmd = self.device.poll()
-        roles, unmapped = set(cmd.buttons), tuple(cmd.unmapped)
-        for dev in self.devices[1:]:
+        roles, unmapped = set(), ()
+        for dev in self.devices[1:]:  # the terminal next to a SpaceMouse / gamepad: control and gripper keys
             c = dev.poll()
             roles |= set(c.buttons)
             unmapped += tuple(c.unmapped)
+            for role in sorted(roles & set(GRIPPER_ROLES)):
+                self.device.apply_gripper_role(role)
+        cmd = self.device.poll()
+        roles |= set(cmd.buttons)
+        unmapped = tuple(cmd.unmapped) + unmapped
         polled = self.clock()
         n_events = sum(getattr(d, "events", 0) for d in self.devices)
         if self.state == RECORDING and not (roles & {"success", "failure", "discard", "quit"}):

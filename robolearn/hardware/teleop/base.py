@@ -213,13 +213,17 @@ class TeleopDevice:
         if role is None:
             self._unmapped.append(raw)
             return
+        self.apply_gripper_role(role)
+        self._pressed.append(role)
+
+    def apply_gripper_role(self, role: str) -> None:
+        """Move the gripper latch for a gripper role (e.g. the terminal's space bar next to a SpaceMouse)."""
         if role == "gripper_close":
             self.gripper = GRIPPER_CLOSED
         elif role == "gripper_open":
             self.gripper = GRIPPER_OPEN
         elif role == "gripper_toggle":
             self.gripper = GRIPPER_OPEN if self.gripper > 0 else GRIPPER_CLOSED
-        self._pressed.append(role)
 
     # -- the interface ------------------------------------------------------------------------------
     def set_gripper(self, command: float) -> None:

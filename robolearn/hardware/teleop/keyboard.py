@@ -41,13 +41,16 @@ NAMED_KEYS = frozenset({"enter", "tab", "backspace", "space", "esc", "ctrl-c", "
 
 
 def valid_key_name(name: str) -> bool:
+    """One printable character (``w``, ``+``), a named key (``up``, ``enter``), or a modifier plus either."""
     if len(name) == 1:
         return name.isprintable() and name != " "
-    base = name
-    for prefix in sorted(_MODIFIER.values(), key=len, reverse=True) + ["alt-"]:
-        if base.startswith(prefix) and base[len(prefix):] and (base[len(prefix):] in NAMED_KEYS or len(base) == len(prefix) + 1):
+    if name in NAMED_KEYS:
+        return True
+    for prefix in sorted(set(_MODIFIER.values()), key=len, reverse=True):
+        rest = name[len(prefix):]
+        if name.startswith(prefix) and rest and (rest in NAMED_KEYS or len(rest) == 1):
             return True
-    return name in NAMED_KEYS
+    return False
 
 
 class KeyParser:

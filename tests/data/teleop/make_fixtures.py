@@ -6,7 +6,6 @@ spacemouse_compact.rltlog  HID reports of a two-report model: report 1 = transla
                            rotation (7 bytes), report 3 = buttons, plus a battery report to ignore.
 spacemouse_wireless.rltlog HID reports of a one-report model: report 1 = translation + rotation (13 bytes).
 gamepad_xbox.evdev         raw struct input_event records (24 bytes each), as `cat /dev/input/eventN` gives.
-record_keys.rltlog         the key session test_record drives `robolearn record` with (see that test).
 """
 import struct
 import sys
