@@ -41,7 +41,8 @@ class Kind:
 RECIPES = Kind("recipe", PACKAGE_DIR / "recipes", "policies")
 TASK_CONFIGS = Kind("task config", PACKAGE_DIR / "sim" / "configs", "sim")
 ROBOT_CONFIGS = Kind("robot config", PACKAGE_DIR / "hardware" / "configs", "hardware")  # resolved by hardware/
-KINDS = (RECIPES, TASK_CONFIGS, ROBOT_CONFIGS)
+TELEOP_CONFIGS = Kind("teleop config", PACKAGE_DIR / "hardware" / "teleop" / "configs", "hardware/teleop")
+KINDS = (RECIPES, TASK_CONFIGS, ROBOT_CONFIGS, TELEOP_CONFIGS)
 
 
 def resolve(kind: Kind, path: str | Path) -> Path:
