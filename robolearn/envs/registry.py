@@ -61,3 +61,8 @@ def make(name: str, **overrides):
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise UnknownEnvError(f"unknown env {name!r}.{hint} Registered envs: {', '.join(names)}")
+
+
+# Real robots (and sim-robot driven as one): ``real/<robot config name or path>``. A string entry point,
+# so envs never imports the deploy layer that implements it (DDS transport, safety filter).
+register("real/", "robolearn.deploy.real_env:make_real_env", prefix=True)
