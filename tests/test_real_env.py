@@ -102,6 +102,18 @@ def test_fr3_reset_and_step_send_rate_limited_joint_targets_over_dds():
             assert z_last > pos[2] + 1e-3  # the hand goes up
             assert reward == 0.0 and not terminated and not truncated and info["success"] is False
             assert env.report()["safety"]["rate_limited"] > 0
+            # e-stop: the loop holds at once, the step ends the episode, reset refuses until it is cleared
+            from robolearn.deploy.real_env import RobotStopped
+
+            estop = probe.writer(cfg.estop_topic, M.Bool)
+            deadline = time.time() + 3
+            while not env.loop.filter.estopped and time.time() < deadline:
+                estop.write(M.Bool(data=True))
+                time.sleep(0.02)
+            obs, reward, terminated, truncated, info = env.step(np.zeros(7, np.float32))
+            assert truncated and info["estop"] is True
+            with pytest.raises(RobotStopped, match=f"e-stop latched on {cfg.estop_topic}"):
+                env.reset()
         finally:
             env.close()
             probe.close()
