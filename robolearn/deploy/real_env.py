@@ -95,13 +95,17 @@ class RealEnvConfig:
         if self.domain is not None and (isinstance(self.domain, bool) or not isinstance(self.domain, int)
                                         or not 0 <= self.domain <= 232):
             raise ValueError(f"domain must be a DDS domain id in [0, 232], got {self.domain!r}")
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or not 16 <= self.image_size <= 512:
+        size = self.image_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 512:
             raise ValueError(f"image_size must be in [16, 512], got {self.image_size!r}")
         for key in ("success_topic", "reset_topic", "reset_done_topic"):
             topic = getattr(self, key)
             if topic and not topic.startswith("/"):
                 raise ValueError(f"{key} must be an absolute ROS topic name, got {topic!r}")
-        self.home = tuple(float(v) for v in self.home)
+        try:
+            self.home = tuple(float(v) for v in self.home)
+        except (TypeError, ValueError):
+            raise ValueError(f"home must be a list of joint positions (rad), got {self.home!r}") from None
         if not all(np.isfinite(self.home)):
             raise ValueError(f"home must be finite joint positions, got {self.home}")
         for key in ("home_tolerance", "connect_timeout", "reset_timeout"):
