@@ -166,6 +166,38 @@ def apply_deadzone(value: float, deadzone: float) -> float:
     return float(np.sign(value) * min(1.0, (mag - deadzone) / (1.0 - deadzone)))
 
 
+class DeviceFileReader:
+    """Non-blocking reads of a character device (/dev/hidrawN, /dev/input/eventN): everything queued, one
+    ``chunk``-sized read at a time (a HID report, or whole ``input_event`` records), so a poll never blocks
+    the control loop."""
+
+    chunk = 64
+
+    def __init__(self, path: str, permission_fix: str):
+        try:
+            self.fd: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except PermissionError:
+            raise DeviceNotFoundError(f"cannot open {path} (permission denied): {permission_fix}") from None
+        self.path = path
+
+    def read(self) -> list[bytes]:
+        out = []
+        while self.fd is not None:
+            try:
+                data = os.read(self.fd, self.chunk)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not data:
+                break
+            out.append(data)
+        return out
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class ByteSource(Protocol):
     """A non-blocking source of raw chunks (a terminal, a hidraw or evdev file, or a replay)."""
 

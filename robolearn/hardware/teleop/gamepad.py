@@ -17,7 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from robolearn.hardware.teleop.base import (ByteSource, DeviceNotFoundError, TeleopConfig, TeleopDevice,
+from robolearn.hardware.teleop.base import (ByteSource, DeviceFileReader, DeviceNotFoundError, TeleopConfig,
+                                            TeleopDevice,
                                             apply_deadzone, describe_found, readable)
 
 EVENT = struct.Struct("llHHi")  # struct input_event with the native long size (24 bytes on 64-bit)
@@ -188,15 +189,13 @@ def _ioc_read(nr: int, size: int) -> int:
     return (2 << 30) | (size << 16) | (ord("E") << 8) | nr
 
 
-class EvdevReader:
+class EvdevReader(DeviceFileReader):
     """Non-blocking reads of whole ``input_event`` records; ``absinfo()`` asks the kernel for axis ranges."""
 
+    chunk = EVENT.size * 64
+
     def __init__(self, path: str):
-        try:
-            self.fd: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        except PermissionError:
-            raise DeviceNotFoundError(f"cannot open {path} (permission denied): {PERMISSION_FIX}") from None
-        self.path = path
+        super().__init__(path, PERMISSION_FIX)
 
     def absinfo(self, names) -> dict[str, tuple[int, int]]:
         """(min, max) per axis from EVIOCGABS (struct input_absinfo: value, min, max, fuzz, flat, resolution)."""
@@ -213,20 +212,3 @@ class EvdevReader:
             if lo < hi:
                 out[name] = (lo, hi)
         return out
-
-    def read(self) -> list[bytes]:
-        out = []
-        while self.fd is not None:
-            try:
-                data = os.read(self.fd, EVENT.size * 64)
-            except (BlockingIOError, InterruptedError):
-                break
-            if not data:
-                break
-            out.append(data)
-        return out
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None

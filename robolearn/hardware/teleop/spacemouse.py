@@ -24,7 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-from robolearn.hardware.teleop.base import (ByteSource, DeviceNotFoundError, TeleopConfig, TeleopDevice,
+from robolearn.hardware.teleop.base import (ByteSource, DeviceFileReader, DeviceNotFoundError, TeleopConfig,
+                                            TeleopDevice,
                                             apply_deadzone, describe_found, readable)
 
 RAW_AXES = ("tx", "ty", "tz", "rx", "ry", "rz")
@@ -146,31 +147,10 @@ def find_spacemouse(config: TeleopConfig, sys_root: str | Path = "/sys", dev_roo
         f"Plug it in (a wireless one: its receiver); if it then appears but cannot be read, {fix}")
 
 
-class HidrawReader:
+class HidrawReader(DeviceFileReader):
     """Non-blocking reads of whole HID reports (one per read) from /dev/hidrawN."""
 
-    REPORT_SIZE = 64
+    REPORT_SIZE = chunk = 64
 
     def __init__(self, path: str):
-        try:
-            self.fd: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        except PermissionError:
-            raise DeviceNotFoundError(f"cannot open {path} (permission denied): add the udev rule {UDEV_RULE}") from None
-        self.path = path
-
-    def read(self) -> list[bytes]:
-        out = []
-        while self.fd is not None:
-            try:
-                data = os.read(self.fd, self.REPORT_SIZE)
-            except (BlockingIOError, InterruptedError):
-                break
-            if not data:
-                break
-            out.append(data)
-        return out
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        super().__init__(path, f"add the udev rule {UDEV_RULE}")
