@@ -75,6 +75,7 @@ _REPO_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
 # Names of the action dimensions, by env-name prefix and action size (see robolearn/envs docs).
 ACTION_NAMES: dict[tuple[str, int], list[str]] = {
     ("sim/", 7): ["dx", "dy", "dz", "drx", "dry", "drz", "gripper"],
+    ("real/", 7): ["dx", "dy", "dz", "drx", "dry", "drz", "gripper"],   # real arms take the same EE-delta action
 }
 
 

@@ -535,7 +535,7 @@ def record(cfg: RecordConfig, *, out: TextIO | None = sys.stdout, fd: int | None
     overrides: dict[str, Any] = {}
     if cfg.cameras:
         overrides.update(cameras=list(cfg.cameras), image_size=cfg.image_size)
-    if cfg.max_steps is not None and cfg.env.startswith("sim/"):
+    if cfg.max_steps is not None and cfg.env.startswith(("sim/", "real/")):
         overrides["max_episode_steps"] = cfg.max_steps  # the sim's own time limit would cut a slow person short
     opened = []
     env = None
