@@ -281,6 +281,13 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
         assert json.loads((out / "seed0" / "residual" / "latest.json").read_text())["env_step"] == 30
         rlpd_wall = wall["rlpd"]["done_s"]
 
+        # --report-only trains nothing and tables what the runs reached, naming the unfinished one
+        assert main([*argv, "--report-only"]) == 0
+        capsys.readouterr()
+        md = (out / "compare.md").read_text()
+        assert "residual seed 0: at 30 of 60 env steps" in md
+        assert json.loads((out / "seed0" / "residual" / "latest.json").read_text())["env_step"] == 30
+
         assert main(argv) == 0
         second = capsys.readouterr().out
         assert "demos: skip" in second

@@ -140,6 +140,7 @@ class CompareConfig:
     device: str = "cpu"
     progress: bool = True
     jobs: int = 1                          # sub-runs at once, each in its own process (one per core here)
+    report_only: bool = False              # no training: the table of what the runs on disk reached so far
 
     def __post_init__(self) -> None:
         if not isinstance(self.env, str) or not self.env:
@@ -715,6 +716,33 @@ def _rl_run(p: Plan, method: str, seed: int, say: Callable[[str], None]) -> Seed
     return r
 
 
+def results_on_disk(p: Plan) -> tuple[dict[str, list[SeedResult]], list[str]]:
+    """What every sub-run of the plan has reached so far (no training): evaluated bases and RL runs with at
+    least one evaluation; the second value lists what is missing or unfinished, for the table's note."""
+    c = p.cfg
+    results: dict[str, list[SeedResult]] = {m: [] for m in c.methods}
+    notes: list[str] = []
+    for seed in range(c.seeds):
+        clock = WallClock(p.seed_dir(seed) / "wall.json")
+        if "bc" in c.methods:
+            f = p.seed_dir(seed) / "bc_eval.json"
+            if f.is_file():
+                results["bc"].append(bc_result(json.loads(f.read_text()), seed, _sum_wall(clock, "base", "bc_eval")))
+            else:
+                notes.append(f"bc seed {seed}: not evaluated yet")
+        for m in c.rl_methods:
+            run_dir = p.seed_dir(seed) / m
+            try:
+                r = rl_result(run_dir, m, seed, c.eval_episodes, c.steps, clock.total(m))
+            except (FileNotFoundError, ValueError):
+                notes.append(f"{m} seed {seed}: no evaluation yet")
+                continue
+            results[m].append(r)
+            if r.steps[-1] < c.steps:
+                notes.append(f"{m} seed {seed}: at {r.steps[-1]} of {c.steps} env steps")
+    return results, notes
+
+
 def _base_job(p: Plan, key: tuple, say: Callable[[str], None]) -> SeedResult | None:
     return _base(p, key[0], "bc" in p.cfg.methods, say)
 
@@ -786,19 +814,28 @@ def run_compare(cfg: CompareConfig, log: Callable[[str], None] | None = print) -
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
-    _collect_demos(p, say)
-    need_base = "bc" in cfg.methods or any(p.needs_base[m] for m in cfg.rl_methods)
     results: dict[str, list[SeedResult]] = {m: [] for m in cfg.methods}
     seeds = list(range(cfg.seeds))
-    base_results, run_results = _schedule(p, seeds, need_base, say)
-    for seed in seeds:
-        if "bc" in cfg.methods:
-            results["bc"].append(base_results[seed])
-        for m in cfg.rl_methods:
-            results[m].append(run_results[(seed, m)])
+    partial: list[str] = []
+    if cfg.report_only:
+        results, partial = results_on_disk(p)
+    else:
+        _collect_demos(p, say)
+        need_base = "bc" in cfg.methods or any(p.needs_base[m] for m in cfg.rl_methods)
+        base_results, run_results = _schedule(p, seeds, need_base, say)
+        for seed in seeds:
+            if "bc" in cfg.methods:
+                results["bc"].append(base_results[seed])
+            for m in cfg.rl_methods:
+                results[m].append(run_results[(seed, m)])
+    results = {m: rs for m, rs in results.items() if rs}
+    if not results:
+        raise ValueError(f"{p.out} holds no evaluated run yet: nothing to report")
     rows = summarize(results)
     settings = p.settings()
     md = render_markdown(rows, settings)
+    if partial:
+        md = md.rstrip() + "\n\n**Partial (`--report-only` while runs are unfinished):** " + "; ".join(partial) + ".\n"
     atomic_write_text(p.out / "compare.md", md)
     plot_comparison(results, p.out / "compare.png", title=f"{cfg.env}: {cfg.demos} demos, {cfg.seeds} seed(s)")
     doc = {"settings": settings, "rows": rows,

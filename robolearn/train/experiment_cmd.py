@@ -40,6 +40,8 @@ def add_arguments(parser) -> None:
                         help="recipe override for one method (bc edits the base recipe; rl = every RL method), e.g. "
                              "--set residual.agent.alpha=0.2 --set bc.train.steps=2000 --set rl.train.batch_size=128 "
                              "(YAML value syntax; repeatable)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: write the table and curve of what the runs on disk reached so far")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (the one-line reports remain)")
     add_device_argument(parser)
 
@@ -53,6 +55,7 @@ def run(args) -> int:
         steps=args.steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
         base_recipe=args.base_recipe, threads=args.threads, sets=ex.parse_sets(args.sets, methods),
         device=args.device, progress=not args.no_progress, jobs=args.jobs,
+        report_only=args.report_only,
     )
     ex.run_compare(cfg, log=lambda msg: print(msg, flush=True))
     return 0
