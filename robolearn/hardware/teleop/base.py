@@ -180,9 +180,13 @@ class DeviceFileReader:
             raise DeviceNotFoundError(f"cannot open {path} (permission denied): {permission_fix}") from None
         self.path = path
 
+    def _ready(self) -> bool:
+        """Whether a read would return data now (the fd is non-blocking: just try)."""
+        return True
+
     def read(self) -> list[bytes]:
         out = []
-        while self.fd is not None:
+        while self.fd is not None and self._ready():
             try:
                 data = os.read(self.fd, self.chunk)
             except (BlockingIOError, InterruptedError):

@@ -21,8 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from robolearn.hardware.teleop.base import (ACTION_AXES, ByteSource, DeviceNotFoundError, TeleopConfig,
-                                            TeleopDevice)
+from robolearn.hardware.teleop.base import (ACTION_AXES, ByteSource, DeviceFileReader, DeviceNotFoundError,
+                                            TeleopConfig, TeleopDevice)
 
 ESC = 0x1B
 # CSI final byte -> key (xterm / VT100); SS3 (ESC O x) uses the same letters plus P..S for F1..F4.
@@ -227,8 +227,10 @@ def _describe_fd(fd: int) -> str:
     return "not a terminal"
 
 
-class TerminalReader:
+class TerminalReader(DeviceFileReader):
     """Non-blocking reads of key bytes from a terminal in cbreak mode; the old mode is restored on close."""
+
+    chunk = 1024
 
     def __init__(self, fd: int | None = None):
         import termios
@@ -247,17 +249,9 @@ class TerminalReader:
         mode[6][termios.VTIME] = 0
         termios.tcsetattr(self.fd, termios.TCSANOW, mode)
 
-    def read(self) -> list[bytes]:
-        out = []
-        while self.fd is not None and select.select([self.fd], [], [], 0)[0]:
-            try:
-                data = os.read(self.fd, 1024)
-            except (BlockingIOError, InterruptedError):
-                break
-            if not data:
-                break
-            out.append(data)
-        return out
+    def _ready(self) -> bool:
+        # the terminal stays blocking for the shell we return it to: ask select whether a key is queued
+        return bool(select.select([self.fd], [], [], 0)[0])
 
     def close(self) -> None:
         if self.fd is not None and self._saved is not None:
