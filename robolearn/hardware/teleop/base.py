@@ -166,6 +166,15 @@ def apply_deadzone(value: float, deadzone: float) -> float:
     return float(np.sign(value) * min(1.0, (mag - deadzone) / (1.0 - deadzone)))
 
 
+def check_device_path(path: str, what: str, permission_fix: str) -> str:
+    """A device file the config names: it must exist and be readable; else an error saying which and the fix."""
+    if not Path(path).exists():
+        raise DeviceNotFoundError(f"{what} device {path} does not exist")
+    if not readable(path):
+        raise DeviceNotFoundError(f"{what} {path} is not readable (permission denied): {permission_fix}")
+    return path
+
+
 class DeviceFileReader:
     """Non-blocking reads of a character device (/dev/hidrawN, /dev/input/eventN): everything queued, one
     ``chunk``-sized read at a time (a HID report, or whole ``input_event`` records), so a poll never blocks

@@ -18,8 +18,8 @@ from typing import Callable
 import numpy as np
 
 from robolearn.hardware.teleop.base import (ByteSource, DeviceFileReader, DeviceNotFoundError, TeleopConfig,
-                                            TeleopDevice,
-                                            apply_deadzone, describe_found, readable)
+                                            TeleopDevice, apply_deadzone, check_device_path, describe_found,
+                                            readable)
 
 EVENT = struct.Struct("llHHi")  # struct input_event with the native long size (24 bytes on 64-bit)
 EV_SYN, EV_KEY, EV_ABS = 0x00, 0x01, 0x03
@@ -162,11 +162,7 @@ PERMISSION_FIX = (f"add yourself to the input group (`sudo usermod -aG input $US
 def find_gamepad(config: TeleopConfig, proc_root: str | Path = "/proc", dev_root: str | Path = "/dev") -> str:
     """The evdev path of the first readable joystick (a device with a ``js`` handler)."""
     if config.path:
-        if not Path(config.path).exists():
-            raise DeviceNotFoundError(f"gamepad device {config.path} does not exist")
-        if not readable(config.path):
-            raise DeviceNotFoundError(f"gamepad {config.path} is not readable (permission denied): {PERMISSION_FIX}")
-        return config.path
+        return check_device_path(config.path, "gamepad", PERMISSION_FIX)
     devices = input_devices(proc_root)
     found = [f"{d['name']} ({' '.join(d['handlers'])})" for d in devices]
     pads = []

@@ -25,8 +25,8 @@ from typing import Callable
 import numpy as np
 
 from robolearn.hardware.teleop.base import (ByteSource, DeviceFileReader, DeviceNotFoundError, TeleopConfig,
-                                            TeleopDevice,
-                                            apply_deadzone, describe_found, readable)
+                                            TeleopDevice, apply_deadzone, check_device_path, describe_found,
+                                            readable)
 
 RAW_AXES = ("tx", "ty", "tz", "rx", "ry", "rz")
 VENDOR_3DCONNEXION = 0x256F
@@ -122,13 +122,9 @@ UDEV_RULE = ('KERNEL=="hidraw*", ATTRS{idVendor}=="256f", MODE="0660", TAG+="uac
 def find_spacemouse(config: TeleopConfig, sys_root: str | Path = "/sys", dev_root: str | Path = "/dev") -> str:
     """The hidraw path of the first readable SpaceMouse; otherwise an error listing what exists and the fix."""
     if config.path:
-        if not Path(config.path).exists():
-            raise DeviceNotFoundError(f"SpaceMouse device {config.path} does not exist")
-        if not readable(config.path):
-            raise DeviceNotFoundError(f"SpaceMouse {config.path} is not readable (permission denied): add the udev "
-                                      f"rule {UDEV_RULE} to /etc/udev/rules.d/99-spacemouse.rules, then "
-                                      "`sudo udevadm control --reload-rules && sudo udevadm trigger`")
-        return config.path
+        return check_device_path(config.path, "SpaceMouse", f"add the udev rule {UDEV_RULE} to "
+                                 "/etc/udev/rules.d/99-spacemouse.rules, then "
+                                 "`sudo udevadm control --reload-rules && sudo udevadm trigger`")
     devices = hidraw_devices(sys_root, dev_root)
     vendor_ids = config.vendor_ids or (VENDOR_3DCONNEXION, VENDOR_LOGITECH)
     found = [f"{Path(d['path']).name} ({d['vendor']:04x}:{d['product']:04x} {d['name']})" if d["vendor"] >= 0
