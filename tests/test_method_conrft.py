@@ -88,6 +88,15 @@ def test_actor_loss_is_beta_bc_plus_eta_minus_mean_q():
         actor_loss(None, q, 0.1, 1.0)
 
 
+def test_normalised_q_term_divides_by_mean_abs_q_without_gradient():
+    bc = torch.tensor(2.0)
+    q = torch.tensor([[1.0, -3.0], [2.0, 4.0]], requires_grad=True)  # mean 1.0, mean |q| 2.5
+    loss = actor_loss(bc, q, 1.0, 0.5, q_normalize=True)
+    assert loss.item() == pytest.approx(2.0 - 0.5 * 1.0 / 2.5)
+    loss.backward()  # d/dq of -0.5 * mean(q) / 2.5: the divisor carries no gradient
+    assert torch.allclose(q.grad, torch.full_like(q, -0.5 / 4 / 2.5))
+
+
 def test_config_names_bad_fields():
     with pytest.raises(ValueError, match="bc_rows"):
         ConRFTConfig(bc_rows="online")

@@ -50,7 +50,7 @@ _ALGOS: dict[str, AlgoEntry] = {
     "residual": AlgoEntry("robolearn.rl.residual:ResidualRL",
                           agent={"num_critics": 10, "critic_subset": 2, "n_step": 3, "discount": 0.99,
                                  "alpha": 0.5, "actor_lr": 3e-4, "q_normalize": True, "residual_l2": 1.0,
-                                 "critic_warmup": 2000},   # tuned on pick_cube: see policies/residual.yaml
+                                 "critic_warmup": 4000},   # tuned on pick_cube: see policies/residual.yaml
                           train={"demo_fraction": 0.5, "random_warmup": False},
                           help="a residual actor on a frozen BC base (ResiP / ResFiT); needs --base"),
     # EXPO: the base keeps its imitation loss online, a Gaussian edit policy, argmax-Q over N candidates.
@@ -60,9 +60,11 @@ _ALGOS: dict[str, AlgoEntry] = {
                       help="expressive policy + edit policy with on-the-fly argmax-Q selection (EXPO); needs --base"),
     # ConRFT: consistency actor with BC + Q; offline Cal-QL stage, then online TD; 2 critics, gamma 0.98.
     "conrft": AlgoEntry("robolearn.rl.conrft:ConRFT",
-                        agent={"num_critics": 2, "critic_subset": 2, "discount": 0.98},
+                        agent={"num_critics": 2, "critic_subset": 2, "discount": 0.98, "actor_lr": 1e-5,
+                               "online_bc_weight": 1.0, "online_q_weight": 0.1, "q_normalize": True,
+                               "target_clip": [0.0, 1.0]},   # measured departures: see policies/conrft.yaml
                         train={"demo_fraction": 0.5, "batch_size": 64, "actor_every": 2, "random_warmup": False,
-                               "offline_steps": 500, "warmup_steps": 200},
+                               "offline_steps": 100, "warmup_steps": 200},
                         help="consistency-policy fine-tuning with Cal-QL offline, then BC + Q online (ConRFT); "
                              "needs --base"),
 }
