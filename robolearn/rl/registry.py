@@ -50,7 +50,7 @@ _ALGOS: dict[str, AlgoEntry] = {
     "residual": AlgoEntry("robolearn.rl.residual:ResidualRL",
                           agent={"num_critics": 10, "critic_subset": 2, "n_step": 3, "discount": 0.99,
                                  "alpha": 0.5, "actor_lr": 3e-4, "q_normalize": True, "residual_l2": 1.0,
-                                 "critic_warmup": 4000},   # tuned on pick_cube: see policies/residual.yaml
+                                 "critic_warmup": 2000},   # tuned on pick_cube: see policies/residual.yaml
                           train={"demo_fraction": 0.5, "random_warmup": False},
                           help="a residual actor on a frozen BC base (ResiP / ResFiT); needs --base"),
     # EXPO: the base keeps its imitation loss online, a Gaussian edit policy, argmax-Q over N candidates.
