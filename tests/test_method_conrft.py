@@ -97,6 +97,28 @@ def test_normalised_q_term_divides_by_mean_abs_q_without_gradient():
     assert torch.allclose(q.grad, torch.full_like(q, -0.5 / 4 / 2.5))
 
 
+def test_anchor_term_adds_its_weight_and_needs_the_term():
+    bc, q = torch.tensor(2.0), torch.tensor([[1.0, 3.0]])  # mean 2.0
+    assert actor_loss(bc, q, 1.0, 0.1, anchor=torch.tensor(0.5), anchor_weight=4.0).item() == \
+        pytest.approx(2.0 - 0.2 + 2.0)
+    with pytest.raises(ValueError, match="anchor"):
+        actor_loss(bc, q, 1.0, 0.1, anchor_weight=1.0)
+
+
+def test_online_anchor_is_zero_at_the_start_and_pulls_back_after_the_policy_moves():
+    base, batch = tiny_consistency(), make_batch()
+    algo = make_algo(base, anchor_weight=1.0, actor_lr=1e-2)
+    m = algo.update(batch)  # the first actor step: the policy is still the frozen start, same noise
+    assert m["anchor"] == pytest.approx(0.0, abs=1e-10)
+    assert m["actor_loss"] == pytest.approx(0.1 * m["bc_loss"] - m["actor_q"], abs=1e-6)
+    m = algo.update(batch)  # after one step at lr 1e-2 the samples differ: a positive pull back
+    assert m["anchor"] > 1e-8
+    assert m["actor_loss"] == pytest.approx(0.1 * m["bc_loss"] - m["actor_q"] + m["anchor"], abs=1e-6)
+    with pytest.raises(ValueError, match="anchor_weight"):
+        ConRFTConfig(anchor_weight=-1.0)
+    assert make_algo(base).anchor_policy is None  # off by default: no frozen copy held
+
+
 def test_config_names_bad_fields():
     with pytest.raises(ValueError, match="bc_rows"):
         ConRFTConfig(bc_rows="online")

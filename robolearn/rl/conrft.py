@@ -54,14 +54,20 @@ BC_ROWS = ("all", "demos")
 
 
 def actor_loss(bc: torch.Tensor | None, q: torch.Tensor | None, bc_weight: float, q_weight: float,
-               q_normalize: bool = False) -> torch.Tensor:
+               q_normalize: bool = False, anchor: torch.Tensor | None = None, anchor_weight: float = 0.0) -> torch.Tensor:
     """beta * L_bc + eta * (-mean over members and rows of Q(s, pi(s))); ``q`` is (E, B). A term whose
     weight is 0 may be None (it is then not computed at all: the offline stage needs no Q of pi).
 
     ``q_normalize`` divides the Q term by the batch's mean |Q| (no gradient), as TD3+BC does: with raw Q
     the BC term's weight relative to the Q term changes as the values grow, and on a 0/1 reward the
     official eta = 1, beta = 0.1 let the Q term pull the whole chunk off the demos within a few hundred
-    actor steps (measured: pick_cube 45% -> 0% by the first online evaluation)."""
+    actor steps (measured: pick_cube 45% -> 0% by the first online evaluation).
+
+    ``anchor`` (+ anchor_weight * anchor) is the mean squared distance between the actor's sample and the
+    frozen starting policy's sample from the same noise: unlike the BC loss, whose gradient at its optimum
+    is noise, it pulls back in proportion to how far the chunk has moved (the residual's L2 anchor, here)."""
+    if anchor_weight and anchor is None:
+        raise ValueError("anchor_weight > 0 needs the anchor term")
     if (bc is None and bc_weight) or (q is None and q_weight):
         raise ValueError("a term with a non-zero weight must be given")
     if bc is None and q is None:
@@ -77,6 +83,8 @@ def actor_loss(bc: torch.Tensor | None, q: torch.Tensor | None, bc_weight: float
         loss = term if loss is None else loss + term
     if loss is None:  # both weights 0: a zero that still carries the graph
         loss = 0.0 * (bc if bc is not None else q.mean())
+    if anchor is not None and anchor_weight:
+        loss = loss + anchor_weight * anchor
     return loss
 
 
@@ -98,18 +106,20 @@ class ConRFTConfig(AlgoConfig):
     cql_n_actions: int = 10             # per source: uniform, current policy at s, current policy at s'
     cql_temperature: float = 1.0
     q_normalize: bool = False           # actor's Q term / mean|Q| (TD3+BC); official: raw Q
+    anchor_weight: float = 0.0          # online: + w * |pi(z) - pi_start(z)|^2 (same noise z); official: none
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("actor_lr", "offline_bc_weight", "offline_q_weight", "online_bc_weight", "online_q_weight",
-                     "cql_alpha", "cql_temperature"):
+                     "cql_alpha", "cql_temperature", "anchor_weight"):
             try:  # YAML 1.1 reads 3e-5 (no dot) as a string
                 setattr(self, name, float(getattr(self, name)))
             except (TypeError, ValueError):
                 raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}") from None
         if not self.actor_lr > 0:
             raise ValueError(f"actor_lr must be > 0, got {self.actor_lr}")
-        for name in ("offline_bc_weight", "offline_q_weight", "online_bc_weight", "online_q_weight", "cql_alpha"):
+        for name in ("offline_bc_weight", "offline_q_weight", "online_bc_weight", "online_q_weight", "cql_alpha",
+                     "anchor_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.offline_bc_weight == 0 and self.offline_q_weight == 0:
@@ -148,6 +158,10 @@ class ConRFT(Algorithm):
         self.actor.policy.train().requires_grad_(True)
         self.actor_params = [p for p in self.actor.policy.parameters() if p.requires_grad]
         self.actor_opt = adam(self.actor_params, cfg.actor_lr, cfg.fused_adam)
+        # the starting policy, frozen, for the online anchor (rebuilt from --base on resume: not training state)
+        self.anchor_policy = None
+        if cfg.anchor_weight > 0:
+            self.anchor_policy = copy.deepcopy(base).to(self.device).eval().requires_grad_(False)
         # per-step acting state (observation history, chunk queue) of training and of evaluation episodes:
         # the trainer evaluates in the middle of a training episode, which must then resume its own chunk
         n_obs = self.actor.n_obs_steps
@@ -253,12 +267,24 @@ class ConRFT(Algorithm):
             else:
                 bc = cond.sum() * 0.0
             metrics["bc_loss"] = float(bc.detach())
+        anchor = None
         if q_weight:
+            use_anchor = self.anchor_policy is not None
+            if use_anchor:  # the same noise for the actor's sample and the frozen start's
+                anchor_gen = torch.Generator(device=self.device).manual_seed(0)
+                anchor_gen.set_state(self.generator.get_state())
             x = pol.sample_normalized(cond, generator=self.generator).clamp(-1.0, 1.0)
             a = pol.action_norm.unnormalize(x[:, self.actor.n_obs_steps - 1])
             q = self.critic.q(feat, a)
             metrics["actor_q"] = float(q.detach().mean())
-        loss = actor_loss(bc, q, bc_weight, q_weight, self.cfg.q_normalize)
+            if use_anchor:
+                with torch.no_grad():
+                    ref = self.anchor_policy.sample_normalized(self.anchor_policy.encode_obs(batch["obs_history"]),
+                                                               generator=anchor_gen).clamp(-1.0, 1.0)
+                anchor = (x - ref).pow(2).mean()
+                metrics["anchor"] = float(anchor.detach())
+        loss = actor_loss(bc, q, bc_weight, q_weight, self.cfg.q_normalize, anchor,
+                          self.cfg.anchor_weight if anchor is not None else 0.0)  # online stage only
         grads = torch.autograd.grad(loss, self.actor_params, allow_unused=True)  # no critic weight grads
         for p, gr in zip(self.actor_params, grads):
             p.grad = gr

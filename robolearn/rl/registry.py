@@ -62,7 +62,7 @@ _ALGOS: dict[str, AlgoEntry] = {
     "conrft": AlgoEntry("robolearn.rl.conrft:ConRFT",
                         agent={"num_critics": 2, "critic_subset": 2, "discount": 0.98, "actor_lr": 1e-5,
                                "online_bc_weight": 1.0, "online_q_weight": 0.1, "q_normalize": True,
-                               "target_clip": [0.0, 1.0]},   # measured departures: see policies/conrft.yaml
+                               "target_clip": [0.0, 1.0], "anchor_weight": 1.0},   # measured departures: see policies/conrft.yaml
                         train={"demo_fraction": 0.5, "batch_size": 64, "actor_every": 2, "random_warmup": False,
                                "offline_steps": 100, "warmup_steps": 200},
                         help="consistency-policy fine-tuning with Cal-QL offline, then BC + Q online (ConRFT); "
