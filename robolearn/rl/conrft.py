@@ -25,7 +25,9 @@ Where the shipped recipe departs from the official values (policies/conrft.yaml,
 beta 0.1 / eta 1 on raw Q and actor lr 3e-4, Adam takes a full lr-sized step along the Q gradient's
 consistent direction every actor step while the BC gradient, at its optimum, is only noise, so a few
 hundred steps moved the whole chunk off the demos (pick_cube 45% -> 0%). The recipe runs beta 1,
-eta 0.1 on Q / mean|Q| (``q_normalize``) at lr 1e-5 with the TD target clipped to the reward's range.
+eta 0.1 on Q / mean|Q| (``q_normalize``) at lr 1e-5 with the TD target clipped to the reward's range, plus
+an online anchor (``anchor_weight``) to the frozen starting policy's sample from the same noise, a pull
+back that grows with the distance moved (measured 3 seeds at 4k env steps: 65/75/90% from 45/70/80%).
 
 Here the policy predicts chunks (the ``--base`` consistency BC run): the critic scores the action the
 chunk runs now (index ``n_obs_steps - 1``) in raw env units, and acting runs the chunk open loop for the
@@ -271,7 +273,7 @@ class ConRFT(Algorithm):
         if q_weight:
             use_anchor = self.anchor_policy is not None
             if use_anchor:  # the same noise for the actor's sample and the frozen start's
-                anchor_gen = torch.Generator(device=self.device).manual_seed(0)
+                anchor_gen = torch.Generator(device=self.device)
                 anchor_gen.set_state(self.generator.get_state())
             x = pol.sample_normalized(cond, generator=self.generator).clamp(-1.0, 1.0)
             a = pol.action_norm.unnormalize(x[:, self.actor.n_obs_steps - 1])
