@@ -8,10 +8,12 @@ import sys
 
 import imageio.v3 as iio
 import numpy as np
+import pytest
 import torch
 
 from robolearn.data.episode_store import EpisodeStore
 from robolearn.train import checkpoint as ckpt
+from robolearn.train import demo_cmd
 from robolearn.train.logging import load_scalars
 
 
@@ -38,7 +40,8 @@ def test_demo_quick_end_to_end(tmp_path, device):
     assert [e["seed"] for e in evals["base"]["per_episode"]] == [e["seed"] for e in evals["refined"]["per_episode"]]
     _check_report((out / "report.md").read_text(), evals)
     _check_videos(summary["videos"])
-    _check_refined_policy_acts(out / "seed0" / "residual", out / "demos")
+    assert summary["train"]["method"] == demo_cmd.METHOD == "conrft" and summary["train"]["rl_steps"] == 60
+    _check_refined_policy_acts(out / "seed0" / demo_cmd.METHOD, out / "demos")
     assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG" and (out / "before_after.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -68,6 +71,9 @@ def _check_report(md, evals):
         assert f"| {d['successes']}/{d['episodes']} = {100 * d['success_rate']:.0f}% |" in row, row
     assert re.search(r"mean Q -?\d+\.\d{3} vs discounted Monte-Carlo return", md)
     assert "![learning curve](curve.png)" in md and "videos/base/episode_000.mp4" in md
+    pairs = list(zip(*(([bool(e["success"]) for e in evals[n]["per_episode"]]) for n in ("base", "refined"))))
+    assert (f"both solved {pairs.count((True, True))}, only the refined policy {pairs.count((False, True))}, "
+            f"only the base {pairs.count((True, False))}.") in md
 
 
 def _check_videos(videos):
@@ -82,11 +88,29 @@ def _check_videos(videos):
 
 
 def _check_refined_policy_acts(run_dir, demos):
-    """The RL run exports a residual policy that acts in the env's action box on a real demo state."""
+    """The RL run exports the fine-tuned consistency policy (ConRFT), which acts in the env's action box on a real
+    demo state."""
     name, _cfg, meta = ckpt.read_config(ckpt.resolve(run_dir))
-    assert name == "residual"
+    assert name == "consistency"
     policy = ckpt.load_policy(run_dir)
     ep = EpisodeStore(demos).load(0)
     action = policy.act({"state": np.asarray(ep.state[0], dtype=np.float32)}, generator=torch.Generator().manual_seed(0))
     action = np.asarray(action)
     assert action.shape[-1] == 7 and np.all(np.isfinite(action)) and np.all(np.abs(action) <= 1.0 + 1e-6)
+
+
+def test_demo_rl_steps_default_per_method():
+    """--rl-steps defaults to what fits the demo's budget for the chosen method; an explicit value wins."""
+    assert demo_cmd.DemoContext(out="x").rl_steps == demo_cmd.RL_STEPS[demo_cmd.METHOD] == 2000
+    assert demo_cmd.DemoContext(out="x", method="residual").rl_steps == 4000
+    assert demo_cmd.DemoContext(out="x", method="rlpd").rl_steps == demo_cmd.DEFAULT_RL_STEPS
+    assert demo_cmd.DemoContext(out="x", method="residual", rl_steps=123).rl_steps == 123
+
+
+def test_paired_outcomes_counts_episode_by_episode():
+    base = [{"seed": s, "success": ok} for s, ok in zip(range(5), (True, True, False, False, True))]
+    refined = [{"seed": s, "success": ok} for s, ok in zip(range(5), (True, False, True, False, True))]
+    assert demo_cmd.paired_outcomes(base, refined) == {"both": 2, "refined_only": 1, "base_only": 1}
+
+    with pytest.raises(ValueError, match="different episodes"):
+        demo_cmd.paired_outcomes(base, refined[::-1])

@@ -22,7 +22,11 @@ from typing import Callable
 
 from robolearn.device import add_device_argument
 
-METHOD = "residual"          # the refinement method the demo runs (see docs/results_refine.md)
+METHOD = "conrft"            # the refinement method the demo runs (see docs/results_refine.md)
+# env steps of refinement per method: what fits the demo's ~15 minutes on a 2-core CPU (a ConRFT step trains
+# the whole consistency policy, twice the cost of a residual step); others default to DEFAULT_RL_STEPS
+RL_STEPS = {"conrft": 2000, "residual": 4000, "expo": 4000}
+DEFAULT_RL_STEPS = 4000
 HELD_OUT_SEED = 100_000      # held-out evaluation episodes: the trainer evaluates on seeds 10**9 + k
 
 
@@ -34,7 +38,7 @@ class DemoContext:
     noise: float = 0.4
     method: str = METHOD
     bc_steps: int = 2000         # the base recipe's 4000 halved: the demo must finish in ~15 min on a 2-core CPU
-    rl_steps: int = 4000
+    rl_steps: int | None = None  # None: RL_STEPS[method]
     eval_every: int = 1000
     train_eval_episodes: int = 20
     eval_episodes: int = 50
@@ -49,6 +53,8 @@ class DemoContext:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        if self.rl_steps is None:
+            self.rl_steps = RL_STEPS.get(self.method, DEFAULT_RL_STEPS)
         for name in ("demos", "bc_steps", "rl_steps", "eval_every", "train_eval_episodes", "eval_episodes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -149,16 +155,27 @@ def _mtime(run_dir: Path) -> float:
 @stage("evaluate")
 def evaluate_before_after(ctx: DemoContext) -> dict:
     """Base and refined policy on the same held-out episodes (seeds the trainer never evaluated on)."""
-    out = {}
+    out, docs = {}, {}
     for name, run_dir in (("base", ctx.base_dir), ("refined", ctx.refined_dir)):
         _say(f"evaluate: {name} policy ({run_dir}) on {ctx.eval_episodes} held-out episodes of {ctx.env}")
-        doc = _evaluate(ctx, run_dir, ctx.out / f"eval_{name}.json", ctx.eval_episodes)
+        doc = docs[name] = _evaluate(ctx, run_dir, ctx.out / f"eval_{name}.json", ctx.eval_episodes)
         out[name] = {"successes": doc["successes"], "episodes": doc["episodes"], "success_rate": doc["success_rate"],
                      "ci95": doc["ci95"], "mean_length": doc["mean_length"], "file": str(ctx.out / f"eval_{name}.json")}
         lo, hi = doc["ci95"]
         _say(f"evaluate: {name}: {doc['successes']}/{doc['episodes']} = {100 * doc['success_rate']:.0f}% "
              f"(95% CI {100 * lo:.0f}-{100 * hi:.0f}%)")
+    out["paired"] = paired_outcomes(docs["base"]["per_episode"], docs["refined"]["per_episode"])
     return out
+
+
+def paired_outcomes(base: list[dict], refined: list[dict]) -> dict[str, int]:
+    """Episode by episode (same seeds, so the same initial states): how many both solved, only the refined
+    policy, only the base. Two success rates can hide a policy that trades episodes."""
+    if [e["seed"] for e in base] != [e["seed"] for e in refined]:
+        raise ValueError("base and refined evaluations ran different episodes (seeds differ)")
+    pairs = [(bool(b["success"]), bool(r["success"])) for b, r in zip(base, refined)]
+    return {"both": pairs.count((True, True)), "refined_only": pairs.count((False, True)),
+            "base_only": pairs.count((True, False))}
 
 
 @stage("videos")
@@ -251,6 +268,10 @@ def render_report(summary: dict, out: Path) -> str:
         lo, hi = e["ci95"]
         lines.append(f"| {label} | {e['successes']}/{e['episodes']} = {_pct(e['success_rate'])} | "
                      f"{_pct(lo)}-{_pct(hi)} | {e['mean_length']:.1f} |")
+    pair = ev.get("paired")
+    if pair:
+        lines += ["", f"Episode by episode (same seeds): both solved {pair['both']}, only the refined policy "
+                      f"{pair['refined_only']}, only the base {pair['base_only']}."]
     lines += ["", f"Held-out episodes: env seeds {HELD_OUT_SEED}.. (the trainer evaluated on other seeds). "
                   "Intervals are Wilson 95% over episodes, for this one training seed; the comparison over "
                   "seeds is `robolearn experiment compare` (README).", "",
@@ -348,7 +369,7 @@ def print_summary(summary: dict) -> None:
 
 QUICK_SETS = ["bc.train.batch_size=16", "bc.train.warmup_steps=5", "bc.train.log_every=10",
               "bc.train.checkpoint_every=20", "rl.train.warmup_steps=20", "rl.train.batch_size=16",
-              "rl.train.checkpoint_every=30", "rl.train.log_every=10"]
+              "rl.train.checkpoint_every=30", "rl.train.log_every=10", "rl.train.offline_steps=5"]
 
 
 def add_arguments(parser) -> None:
@@ -358,7 +379,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--noise", type=float, default=0.4, help="expert noise: suboptimal, varied demos (default 0.4)")
     parser.add_argument("--method", default=METHOD, help=f"refinement method (default {METHOD})")
     parser.add_argument("--bc-steps", type=int, default=2000, help="BC steps of the base policy (default 2000)")
-    parser.add_argument("--rl-steps", type=int, default=4000, help="env steps of refinement (default 4000)")
+    parser.add_argument("--rl-steps", type=int, default=None,
+                        help="env steps of refinement (default per method: "
+                             + ", ".join(f"{k} {v}" for k, v in RL_STEPS.items()) + f", else {DEFAULT_RL_STEPS})")
     parser.add_argument("--eval-every", type=int, default=1000, help="env steps between the trainer's evaluations")
     parser.add_argument("--eval-episodes", type=int, default=50, help="held-out episodes per policy (default 50)")
     parser.add_argument("--video-episodes", type=int, default=2, help="held-out episodes filmed per policy")
