@@ -101,6 +101,21 @@ def test_resume_after_kill_continues_the_same_run(tmp_path):
     assert series(tmp_path / "full", "eval/return") == series(tmp_path / "part", "eval/return")
 
 
+def test_resume_with_more_steps_extends_a_finished_run(tmp_path):
+    """`--resume --steps N` on a finished run continues it to N (how a 4k run became a 10k one): one curve
+    with no step twice, and the steps the first run logged are kept as they were."""
+    short = _cfg(steps=40, checkpoint_every=20, warmup_steps=10, eval_every=20, eval_episodes=1, log_every=10)
+    OnlineTrainer(short, "toy/track", tmp_path / "r", seed=4, env_factory=_factory(4)).run(progress=False)
+    before = series(tmp_path / "r", "eval/return")
+    assert before[0] == [20, 40]
+    longer = _cfg(steps=80, checkpoint_every=20, warmup_steps=10, eval_every=20, eval_episodes=1, log_every=10)
+    summary = OnlineTrainer(longer, "toy/track", tmp_path / "r", seed=4, env_factory=_factory(4)).run(
+        resume=True, progress=False)
+    assert summary["env_step"] == 80 and latest_checkpoint(tmp_path / "r").name == "step_000000080"
+    steps, values = series(tmp_path / "r", "eval/return")
+    assert steps == [20, 40, 60, 80] and values[:2] == before[1]
+
+
 def test_existing_run_needs_resume_and_bad_config_names_key(tmp_path):
     cfg = _cfg(steps=20, warmup_steps=5)
     OnlineTrainer(cfg, "toy/track", tmp_path / "r", env_factory=_factory(4)).run(progress=False)
