@@ -27,7 +27,8 @@ consistent direction every actor step while the BC gradient, at its optimum, is 
 hundred steps moved the whole chunk off the demos (pick_cube 45% -> 0%). The recipe runs beta 1,
 eta 0.1 on Q / mean|Q| (``q_normalize``) at lr 1e-5 with the TD target clipped to the reward's range, plus
 an online anchor (``anchor_weight``) to the frozen starting policy's sample from the same noise, a pull
-back that grows with the distance moved (measured 3 seeds at 4k env steps: 65/75/90% from 45/70/80%).
+back that grows with the distance moved (measured, 3 seeds from bases 45/70/80%: 65/75/90% at 4k env
+steps, 80/100/80% at 10k).
 
 Here the policy predicts chunks (the ``--base`` consistency BC run): the critic scores the action the
 chunk runs now (index ``n_obs_steps - 1``) in raw env units, and acting runs the chunk open loop for the
