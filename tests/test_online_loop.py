@@ -116,6 +116,17 @@ def test_resume_with_more_steps_extends_a_finished_run(tmp_path):
     assert steps == [20, 40, 60, 80] and values[:2] == before[1]
 
 
+def test_actor_metrics_are_logged_when_log_steps_land_on_critic_only_updates(tmp_path):
+    """actor_every 2 at one update per env step: after a 6-step warm-up every log step (multiples of 10) is an
+    odd critic update, a critic-only one (before the fix the log had no actor loss at all, as in every
+    ConRFT run). The actor's latest loss must still be in the log, once per log step."""
+    cfg = _cfg(steps=60, warmup_steps=6, log_every=10, actor_every=2)
+    OnlineTrainer(cfg, "toy/track", tmp_path / "r", seed=0, env_factory=_factory(4)).run(progress=False)
+    steps, values = series(tmp_path / "r", "train/actor_loss")
+    assert steps == [10, 20, 30, 40, 50, 60] and all(np.isfinite(values))
+    assert series(tmp_path / "r", "train/critic_loss")[0] == steps
+
+
 def test_existing_run_needs_resume_and_bad_config_names_key(tmp_path):
     cfg = _cfg(steps=20, warmup_steps=5)
     OnlineTrainer(cfg, "toy/track", tmp_path / "r", env_factory=_factory(4)).run(progress=False)

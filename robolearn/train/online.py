@@ -126,6 +126,7 @@ class OnlineTrainer:
         self.agent_step = 0  # actions taken = stored transitions = env_step / action_repeat
         self.episode = 0
         self.critic_updates = 0
+        self._update_metrics: dict[str, float] = {}  # the latest value of every update metric (see _update)
         self.offline_updates = 0
         self.recent_returns: list[float] = []
         self.recent_success: list[float] = []
@@ -286,13 +287,16 @@ class OnlineTrainer:
         return to_device(self.mixer.sample(self.cfg.train.batch_size, a.discount, a.n_step, self.windows), self.device)
 
     def _update(self) -> dict[str, float]:
-        tc, metrics = self.cfg.train, {}
+        tc, metrics = self.cfg.train, self._update_metrics
         for _ in range(tc.utd_ratio):
             batch = self._sample()
             self.critic_updates += 1
-            # merged, so an actor step's metrics survive the critic-only updates after it
+            # merged across calls, so an actor step's metrics survive the critic-only updates after it: with
+            # actor_every 2 and one update per env step, a log step could otherwise always land on a
+            # critic-only update and the actor's losses would never be logged
             metrics = {**metrics, **(self.algo.update(batch, update_actor=self.critic_updates % tc.actor_every == 0)
                                      or {})}
+        self._update_metrics = metrics
         return metrics
 
     def _offline_phase(self, logger, progress: bool) -> None:
