@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -35,6 +36,9 @@ class Terminal:
 
         def controlling_tty():  # runs in the child after setsid(): the pty becomes its terminal
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            # as an interactive shell starts a foreground job: Ctrl-C's SIGINT at its default, even when the
+            # tests run in a background job (`make test &`), whose commands inherit SIGINT ignored
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
 
         self.proc = subprocess.Popen([sys.executable, "-m", "robolearn.cli", "record", *args], cwd=cwd, env=env,
                                      stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
