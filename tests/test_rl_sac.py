@@ -300,3 +300,21 @@ def test_sac_runs_on_the_test_device(device):
     assert all(p.device.type == "cpu" for p in pol.parameters())
     assert np.allclose(pol.select_action({"state": np.zeros(3, np.float32)}),
                        agent.act({"state": np.zeros(3, np.float32)}, deterministic=True), atol=1e-5)
+
+
+def test_temperature_floor_holds_alpha_and_lets_it_rise_from_there():
+    with pytest.raises(ValueError, match="min_temperature"):
+        SACConfig(init_temperature=0.01, min_temperature=0.02)
+    # a huge temperature lr: every update moves log alpha by ~1 (Adam), so without a floor alpha falls fast
+    # while the policy's entropy is above its target (-|A|/2 = -1 here, a fresh actor's is higher)
+    free = SAC(SACConfig(**TINY, init_temperature=0.01, temp_lr=1.0), SPEC, seed=0)
+    floored = SAC(SACConfig(**TINY, init_temperature=0.01, temp_lr=1.0, min_temperature=0.005), SPEC, seed=0)
+    for k in range(3):
+        m_free, m_floor = (a.update(_batch(seed=k), update_actor=True) for a in (free, floored))
+        assert m_free["entropy"] > free.target_entropy
+    assert float(free.alpha) < 0.001
+    assert float(floored.alpha) == pytest.approx(0.005, rel=1e-5) and m_floor["alpha"] == pytest.approx(0.005, rel=1e-5)
+    # below its target entropy the temperature rises at once from the floor (not from a parameter far below)
+    floored.target_entropy = 100.0
+    floored.update(_batch(seed=9), update_actor=True)
+    assert float(floored.alpha) > 0.006

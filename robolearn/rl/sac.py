@@ -28,6 +28,10 @@ class SACConfig(AlgoConfig):
     actor_lr: float = 3e-4
     temp_lr: float = 3e-4
     init_temperature: float = 1e-2
+    # Floor on alpha (0 = none). Adam lowers log alpha by ~temp_lr per update for as long as the entropy sits
+    # above its target, so after ~15k updates alpha ~ 2e-4 and the actor's std collapses onto actions the
+    # critic extrapolates (measured on peg_insert at ~19k env steps in every seed, docs/results_refine.md).
+    min_temperature: float = 0.0
     target_entropy: float | None = None   # None -> -target_entropy_scale * |A|
     target_entropy_scale: float = 0.5
     backup_entropy: bool = False          # subtract alpha * log pi in the TD target
@@ -43,6 +47,9 @@ class SACConfig(AlgoConfig):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.bc_weight < 0:
             raise ValueError(f"bc_weight must be >= 0, got {self.bc_weight}")
+        if not 0 <= self.min_temperature <= self.init_temperature:
+            raise ValueError(f"min_temperature must be in [0, init_temperature={self.init_temperature}], "
+                             f"got {self.min_temperature}")
         if self.log_std_min >= self.log_std_max:
             raise ValueError("log_std_min must be < log_std_max")
 
@@ -148,6 +155,9 @@ class SAC(Algorithm):
             self.temp_opt.zero_grad(set_to_none=True)
             t_loss.backward()
             self.temp_opt.step()
+            if cfg.min_temperature > 0:  # clamp the parameter itself, so a rise starts from the floor at once
+                with torch.no_grad():
+                    self.temperature.log_alpha.clamp_(min=float(np.log(cfg.min_temperature)))
             metrics.update(actor_loss=float(a_loss.detach()), entropy=float(-logp.mean()), alpha=float(self.alpha))
         self.num_updates += 1
         return metrics
