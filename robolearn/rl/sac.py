@@ -85,6 +85,7 @@ class SAC(Algorithm):
                                    cfg.log_std_min, cfg.log_std_max).to(self.device)
         self.temperature = Temperature(cfg.init_temperature).to(self.device)
         self.target_entropy = cfg.resolved_target_entropy(self.action_dim)
+        self.log_alpha_min = float(np.log(cfg.min_temperature)) if cfg.min_temperature > 0 else None
         self.actor_params = list(self.actor.parameters())
         self.actor_opt = adam(self.actor_params, cfg.actor_lr, cfg.fused_adam)
         self.temp_opt = adam(self.temperature.parameters(), cfg.temp_lr, cfg.fused_adam)
@@ -155,9 +156,9 @@ class SAC(Algorithm):
             self.temp_opt.zero_grad(set_to_none=True)
             t_loss.backward()
             self.temp_opt.step()
-            if cfg.min_temperature > 0:  # clamp the parameter itself, so a rise starts from the floor at once
+            if self.log_alpha_min is not None:  # clamp the parameter itself: a rise starts from the floor at once
                 with torch.no_grad():
-                    self.temperature.log_alpha.clamp_(min=float(np.log(cfg.min_temperature)))
+                    self.temperature.log_alpha.clamp_(min=self.log_alpha_min)
             metrics.update(actor_loss=float(a_loss.detach()), entropy=float(-logp.mean()), alpha=float(self.alpha))
         self.num_updates += 1
         return metrics
